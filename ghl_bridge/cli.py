@@ -1,0 +1,120 @@
+"""`ghl-bridge`: the local stack, the test suite, and the operator commands.
+
+    ghl-bridge stack up [--detach] [--json]   start Postgres, PostgREST, the gateway and every function
+    ghl-bridge stack down | status
+    ghl-bridge test [pytest args]             the whole test suite (starts its own stack)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from ghl_bridge.paths import PROJECT_ROOT
+
+
+def _stack():
+    from ghl_bridge.stack.stack import Stack, StackConfig
+
+    return Stack(StackConfig.for_cli())
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    stack = _stack()
+    info = stack.up()
+    if args.json:
+        print(json.dumps({k: info[k] for k in info if not k.startswith(("embedded_", "created_", "postgrest_"))},
+                         indent=2), flush=True)
+    else:
+        _print_stack(info)
+    if args.detach:
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("Stack running; Ctrl-C stops it.", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(1.0):
+            dead = [name for name, service in stack.services.items() if not service.is_alive()]
+            if dead:
+                print(f"stopped unexpectedly: {', '.join(dead)}; logs in {stack.log_dir}", file=sys.stderr)
+                return 1
+    finally:
+        stack.down()
+    return 0
+
+
+def _print_stack(info: dict) -> None:
+    print(f"SUPABASE_URL               {info['supabase_url']}")
+    print(f"SUPABASE_SERVICE_ROLE_KEY  {info['service_role_key']}")
+    print(f"SUPABASE_ANON_KEY          {info['anon_key']}")
+    print(f"DATABASE_URL               {info['database_url']}")
+    print(f"GHL_API_BASE_URL           {info['ghl_api_base_url']}")
+    print(f"GHL_WEBHOOK_SECRET         {info['ghl_webhook_secret']}")
+    print(f"SCHEDULER_SECRET           {info['scheduler_secret']}")
+    for name, url in info["functions"].items():
+        print(f"function {name:<26} {url}")
+    sys.stdout.flush()
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    stopped = _stack().down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace) -> int:
+    status = _stack().status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        services = status["services"]
+        if not services:
+            print("no stack is running")
+        for name, s in services.items():
+            print(f"{name:<36} {'running' if s['running'] else 'STOPPED':<8} port {s['port']}  pid {s['pid']}")
+    return 0 if all(s["running"] for s in status["services"].values()) else 1
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    os.chdir(PROJECT_ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", *args.pytest_args])
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghl-bridge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local stack").add_subparsers(dest="stack_command", required=True)
+    up = stack.add_parser("up", help="start the local stack (foreground unless --detach)")
+    up.add_argument("--detach", action="store_true", help="return once everything answers")
+    up.add_argument("--json", action="store_true", help="print URLs and keys as JSON")
+    up.set_defaults(func=cmd_stack_up)
+    stack.add_parser("down", help="stop everything the stack started").set_defaults(func=cmd_stack_down)
+    status = stack.add_parser("status", help="what runs")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_stack_status)
+
+    test = sub.add_parser("test", help="run the test suite (pytest; extra arguments pass through)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RuntimeError as exc:
+        print(f"ghl-bridge: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

