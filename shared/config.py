@@ -1,0 +1,62 @@
+"""One settings object, read from the environment in one place (`bootstrap.get_settings`).
+
+Secrets are SecretStr: they print as '**********' and are never logged.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Supabase (standard names)
+    supabase_url: str = Field(description="Project URL, e.g. https://<ref>.supabase.co")
+    supabase_service_role_key: SecretStr
+    database_timeout_seconds: float = 10.0
+
+    # GHL API
+    ghl_api_base_url: str = "https://services.leadconnectorhq.com"
+    ghl_request_timeout_seconds: float = 30.0
+    ghl_daily_budget_reserve: int = Field(1000, description="requests of the daily budget never spent")
+    ghl_max_in_flight: int = Field(16, description="concurrent requests per location")
+
+    # Webhook authentication
+    ghl_webhook_secret: SecretStr | None = None
+    ghl_webhook_rsa_public_key: str | None = Field(None, description="PEM, for x-wh-signature (RSA-SHA256)")
+    ghl_webhook_ed25519_public_key: str | None = Field(None, description="PEM, for x-ghl-signature (Ed25519)")
+    webhook_max_body_bytes: int = 256 * 1024
+    webhook_max_age_seconds: int = Field(300, description="older signed deliveries are rejected as replays")
+
+    # Scheduler-facing functions (sync, import): Authorization: Bearer <SCHEDULER_SECRET or service role key>
+    scheduler_secret: SecretStr | None = None
+
+    # Normalisation
+    phone_default_region: str = "US"
+
+    # Sync
+    sync_custom_field_value_key: str = Field("value", description="item key of customFields on write: value | field_value")
+    sync_deadline_seconds: float = Field(500.0, description="stop claiming work after this long (platform timeout 540 s)")
+    sync_lease_seconds: int = 120
+    sync_max_attempts_backoff_seconds: int = 3600
+
+    # Import
+    import_page_size: int = 500
+    import_chunk_size: int = 500
+    import_deadline_seconds: float = 500.0
+    import_create_unmatched_prospects: bool = False
+
+    # Spool (S3 API: Supabase Storage's S3 endpoint or any S3-compatible store)
+    spool_s3_endpoint_url: str | None = None
+    spool_s3_bucket: str | None = None
+    spool_s3_region: str = "us-east-1"
+    spool_s3_prefix: str = "ghl-webhook-spool/"
+
+    log_level: str = "INFO"
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, so the log filter can mask one that slips into a message."""
+        values = [self.supabase_service_role_key, self.ghl_webhook_secret, self.scheduler_secret]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

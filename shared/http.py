@@ -1,0 +1,113 @@
+"""What every function handler shares: method and size checks, auth for scheduler calls, error mapping.
+
+A handler is `@function_handler(methods=("POST",))` around `def handle(request) -> (body, status)`;
+errors raised inside become JSON answers with the status `errors.http_status` gives, and an
+unexpected exception becomes a 500 that says nothing of its cause (logged with a request id).
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+from shared import errors
+from shared.logs import get_logger
+
+log = get_logger("http")
+
+
+def json_response(body: dict, status: int = 200, headers: dict | None = None):
+    from flask import Response
+
+    return Response(json.dumps(body, default=str), status=status, mimetype="application/json",
+                    headers=headers or {})
+
+
+def read_body(request, max_bytes: int) -> bytes:
+    """The raw body, refusing more than max_bytes without reading it all (413)."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise errors.PayloadTooLarge(f"body of {length} bytes is over the limit of {max_bytes} bytes")
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise errors.PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
+    return data
+
+
+def parse_json_object(raw: bytes) -> dict:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.BadRequest(f"body is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise errors.BadRequest("body is empty; a JSON object is required")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise errors.BadRequest("body is not valid JSON: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise errors.BadRequest(f"body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def secrets_match(given: str | None, expected: str) -> bool:
+    """Constant-time comparison, so the time taken says nothing about how much of a secret matched."""
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def bearer_token(request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def require_scheduler_auth(request, settings) -> None:
+    """Scheduler-facing functions: `Authorization: Bearer <SCHEDULER_SECRET>` or the service-role key."""
+    token = bearer_token(request)
+    accepted = [s.get_secret_value() for s in (settings.scheduler_secret, settings.supabase_service_role_key) if s]
+    if not any(secrets_match(token, secret) for secret in accepted):
+        raise errors.Unauthorized("missing or wrong credentials: send Authorization: Bearer <SCHEDULER_SECRET>")
+
+
+def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
+    """Wrap a handler `fn(request, request_id) -> (body, status)` with method check and error mapping."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(request):
+            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+            started = time.perf_counter()
+            try:
+                if request.method not in methods:
+                    raise errors.MethodNotAllowed(
+                        f"method {request.method} is not allowed; use {', '.join(methods)}")
+                body, status = fn(request, request_id)
+            except errors.BridgeError as exc:
+                body, status = exc.to_body(), errors.http_status(exc)
+                level = log.warning if status < 500 else log.error
+                level("request rejected", extra={"fields": {
+                    "function": name, "request_id": request_id, "status": status, "error": exc.code,
+                    "reason": exc.message}})
+            except Exception:  # noqa: BLE001 - the caller gets no stack trace, the log does
+                log.exception("unexpected error", extra={"fields": {"function": name, "request_id": request_id}})
+                body, status = {"error": "internal_error",
+                                "message": f"unexpected error; reference {request_id}"}, 500
+            headers = {"X-Request-Id": request_id}
+            if status == 405:
+                headers["Allow"] = ", ".join(methods)
+            log.debug("request done", extra={"fields": {
+                "function": name, "request_id": request_id, "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2)}})
+            return json_response(body, status, headers)
+
+        return wrapper
+
+    return decorate
