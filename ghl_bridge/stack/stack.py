@@ -81,7 +81,7 @@ class Stack:
     def up(self) -> dict:
         if self.running_services():
             raise RuntimeError(f"a stack already runs from {self.state_dir}: `ghl-bridge stack down` first")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         keys = load_or_create_keys(self.state_dir / "keys.json")
         try:
             db_url = self._start_postgres()

@@ -1,0 +1,64 @@
+"""`ghl-bridge stack up --detach --json` / `status` / `down`, as a user runs them (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ghl_bridge.stack import database
+from ghl_bridge.stack.processes import pid_is_alive
+
+CLI = [sys.executable, "-m", "ghl_bridge.cli"]
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    """The CLI's environment: its own state folder and free ports; its own database on DATABASE_URL's server,
+    or (without DATABASE_URL) an embedded PostgreSQL in the state folder, as on a fresh machine."""
+    server = os.environ.get("DATABASE_URL")
+    env = {**os.environ, "GHL_BRIDGE_STATE_DIR": str(tmp_path / "state"), "GHL_BRIDGE_PORTS": "auto"}
+    env.pop("GHL_WEBHOOK_SECRET", None)
+    dbname = f"t_cli_{uuid.uuid4().hex[:8]}"
+    if server:
+        env["DATABASE_URL"] = database.with_database(server, dbname)
+    yield env
+    subprocess.run([*CLI, "stack", "down"], env=env, capture_output=True, timeout=60)
+    if server:
+        database.drop_database(database.with_database(server, "postgres"), dbname)
+
+
+def test_stack_up_detach_json_status_and_down(cli_env):
+    up = subprocess.run([*CLI, "stack", "up", "--detach", "--json"], env=cli_env, capture_output=True, text=True,
+                        timeout=120)
+    assert up.returncode == 0, up.stderr
+    info = json.loads(up.stdout)
+    assert set(info) >= {"supabase_url", "service_role_key", "anon_key", "database_url", "functions"}
+    expected_functions = {p.parent.name.replace("_", "-") for p in Path("functions").glob("*/main.py")}
+    assert set(info["functions"]) == expected_functions
+
+    rest = f"{info['supabase_url']}/rest/v1/ghl_integrations"
+    service = httpx.get(rest, headers={"apikey": info["service_role_key"],
+                                       "Authorization": f"Bearer {info['service_role_key']}"})
+    assert service.status_code == 200
+    anon = httpx.get(rest, headers={"apikey": info["anon_key"], "Authorization": f"Bearer {info['anon_key']}"})
+    assert anon.status_code == 200 and anon.json() == []
+    for url in info["functions"].values():
+        assert httpx.get(url).status_code == 405  # each function answers through the gateway (POST only)
+
+    status = subprocess.run([*CLI, "stack", "status", "--json"], env=cli_env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout
+    pids = [s["pid"] for s in json.loads(status.stdout)["services"].values() if s["pid"]]
+    assert pids and all(pid_is_alive(pid) for pid in pids)
+
+    down = subprocess.run([*CLI, "stack", "down"], env=cli_env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0
+    assert not any(pid_is_alive(pid) for pid in pids), "stack down must leave no process of the stack running"
+    after = subprocess.run([*CLI, "stack", "status"], env=cli_env, capture_output=True, text=True)
+    assert "no stack is running" in after.stdout
