@@ -56,6 +56,8 @@ def _print_stack(info: dict) -> None:
     print(f"GHL_API_BASE_URL           {info['ghl_api_base_url']}")
     print(f"GHL_WEBHOOK_SECRET         {info['ghl_webhook_secret']}")
     print(f"SCHEDULER_SECRET           {info['scheduler_secret']}")
+    if info.get("s3_endpoint_url"):
+        print(f"SPOOL_S3_ENDPOINT_URL      {info['s3_endpoint_url']} (moto S3, bucket ghl-webhook-spool)")
     for name, url in info["functions"].items():
         print(f"function {name:<26} {url}")
     sys.stdout.flush()

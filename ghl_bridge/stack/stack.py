@@ -90,6 +90,7 @@ class Stack:
             gateway_port = self._port("gateway")
             supabase_url = f"http://127.0.0.1:{gateway_port}"
             extra_env = self._start_extras(keys)
+            extra_env.update(self._start_object_store())
             functions = self._start_functions(supabase_url, keys, extra_env)
             self._start_gateway(gateway_port, functions)
         except BaseException:
@@ -152,6 +153,25 @@ class Stack:
     def _start_extras(self, keys: StackKeys) -> dict[str, str]:
         """Development services next to the stack (GHL sandbox, S3): environment they give the functions."""
         return {}
+
+    def _start_object_store(self) -> dict[str, str]:
+        """moto's S3 server as the webhook spool's object store, unless SPOOL_S3_ENDPOINT_URL points elsewhere."""
+        if os.environ.get("SPOOL_S3_ENDPOINT_URL"):
+            return {}
+        port = self._port("s3")
+        server = str(Path(sys.executable).parent / "moto_server")
+        service = start_process("s3", [server, "-H", "127.0.0.1", "-p", str(port)], port=port, log_dir=self.log_dir)
+        self.services["s3"] = service
+        url = f"http://127.0.0.1:{port}"
+        wait_until_http_answers(f"{url}/moto-api/", service)
+        env = {"SPOOL_S3_ENDPOINT_URL": url, "SPOOL_S3_BUCKET": "ghl-webhook-spool", "SPOOL_S3_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+        # The bucket exists in production before the functions run; create it here the same way an operator would.
+        import httpx
+
+        httpx.put(f"{url}/{env['SPOOL_S3_BUCKET']}", timeout=10).raise_for_status()
+        self.info["s3_endpoint_url"] = url
+        return env
 
     def _function_env(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)  # what the user set passes through to the functions
