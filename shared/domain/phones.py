@@ -45,4 +45,6 @@ def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
     if number.country_code == 1 and not _NANP_NATIONAL.match(str(number.national_number)):
         return None
     formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if candidate.startswith("+") and formatted != candidate:
+        return None  # e.g. "+62 0579..." (a trunk 0 after the country code): not silently rewritten
     return formatted if 9 <= len(formatted) <= 16 else None

@@ -1,0 +1,55 @@
+"""ghl-call-webhook: GHL workflow call hits -> one merged call row each (POST only).
+
+Glue only: authenticate (headers, then signatures over the raw body), hand the body to the ingest service
+(one database round trip), answer {"outcome", "call_id", "id"}. One JSON summary line per request.
+"""
+
+from __future__ import annotations
+
+import time
+
+from shared import bootstrap, errors
+from shared.adapters.supabase_db import call_rpc
+from shared.http import function_handler, read_body
+from shared.logs import get_logger
+from shared.services.ingest_call_event import CountingRpc, ingest_webhook_body
+from shared.webhook_auth import ReplayGuard, check_freshness, require_webhook_secret, verify_signatures
+
+NAME = "ghl-call-webhook"
+log = get_logger("ghl_call_webhook")
+_replay_guard = ReplayGuard()
+
+
+@function_handler(methods=("POST",), name=NAME)
+def handle(request, request_id: str):
+    started = time.perf_counter()
+    summary = {"function": NAME, "request_id": request_id, "call_id": None, "outcome": None}
+    rpc = None
+    try:
+        settings = bootstrap.get_settings()
+        require_webhook_secret(request.headers, settings)
+        raw_body = read_body(request, settings.webhook_max_body_bytes)
+        signed = bool(verify_signatures(request.headers, raw_body, settings))
+        delivery = {}
+
+        def check_delivery(payload: dict) -> None:
+            delivery["id"] = check_freshness(request.headers, payload, settings, _replay_guard, signed)
+
+        database = bootstrap.get_database()
+        rpc = CountingRpc(lambda function, params: call_rpc(database, function, params))
+        result = ingest_webhook_body(raw_body, rpc=rpc, default_region=settings.phone_default_region,
+                                     check_delivery=check_delivery)
+        if delivery.get("id"):
+            _replay_guard.remember(delivery["id"])
+        summary.update(call_id=result.call_id, outcome=result.outcome, table=result.table, status=200)
+        return result.response_body(), 200
+    except errors.BridgeError as exc:
+        summary.update(outcome=exc.code, status=errors.http_status(exc))
+        raise
+    except Exception:
+        summary.update(outcome="internal_error", status=500)
+        raise
+    finally:
+        summary["db_round_trips"] = rpc.calls if rpc else 0
+        summary["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        log.info("webhook handled", extra={"fields": summary})

@@ -1,0 +1,108 @@
+"""Use case: one authenticated webhook body -> the event log + the merged call row, in one round trip.
+
+The database port is `rpc(function, params) -> data` (shared.adapters.supabase_db.call_rpc bound to a
+client). Accepted bodies cost exactly one call (`ingest_call_event`); a rejected body costs one call too
+(`record_rejected_webhook`, the raw body kept), so nothing received is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared import errors
+from shared.domain.webhook_payload import parse_call_payload
+from shared.http import parse_json_object
+from shared.logs import get_logger
+
+log = get_logger("services.ingest_call_event")
+
+Rpc = Callable[[str, dict[str, Any]], Any]
+
+
+@dataclass
+class IngestResult:
+    outcome: str
+    call_id: str | None
+    row_id: str | None
+    table: str | None
+
+    def response_body(self) -> dict:
+        return {"outcome": self.outcome, "call_id": self.call_id, "id": self.row_id}
+
+
+class CountingRpc:
+    """The rpc port, counting its calls (database round trips), for the per-request log line."""
+
+    def __init__(self, rpc: Rpc):
+        self._rpc = rpc
+        self.calls = 0
+
+    def __call__(self, function: str, params: dict[str, Any]) -> Any:
+        self.calls += 1
+        return self._rpc(function, params)
+
+
+def _storable_text(raw_body: bytes) -> str:
+    # Postgres text holds neither NUL nor invalid UTF-8; everything else is kept as received.
+    return raw_body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
+
+
+def _reject(rpc: Rpc, raw_body: bytes, error: errors.BridgeError, payload: dict | None = None,
+            call_id: str | None = None, location_id: str | None = None) -> None:
+    """Keep a refused body in the event log. If even that fails, the caller still learns what was wrong
+    with its body (retrying would not fix it); the failure is logged without the body."""
+    try:
+        rpc("record_rejected_webhook", {"p_raw_body": _storable_text(raw_body), "p_error": error.message,
+                                        "p_payload": payload, "p_location_id": location_id,
+                                        "p_call_id": call_id})
+    except errors.BridgeError as log_error:
+        log.error("could not record a rejected webhook", extra={"fields": {
+            "error": log_error.code, "reason": log_error.message, "body_bytes": len(raw_body),
+            "rejected_because": error.message}})
+
+
+def _guess(payload: dict, *keys: str) -> str | None:
+    for key in keys:
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value[:200]
+    return None
+
+
+def ingest_webhook_body(raw_body: bytes, *, rpc: Rpc, default_region: str = "US",
+                        check_delivery: Callable[[dict], None] | None = None) -> IngestResult:
+    """Parse, log and merge one webhook body. Raises BadRequest (400) or UnknownLocation (422) after logging.
+
+    check_delivery(payload) runs on the parsed body before anything is written (freshness/replay checks);
+    what it raises (401) is not logged, like any failed authentication.
+    """
+    try:
+        payload = parse_json_object(raw_body)
+    except errors.BadRequest as exc:
+        _reject(rpc, raw_body, exc)
+        raise
+    if check_delivery is not None:
+        check_delivery(payload)
+    try:
+        record = parse_call_payload(payload, default_region)
+    except errors.BadRequest as exc:
+        _reject(rpc, raw_body, exc, payload, call_id=_guess(payload, "callId", "call_id", "messageId"),
+                location_id=_guess(payload, "locationId", "location_id"))
+        raise
+
+    try:
+        result = rpc("ingest_call_event", {"p_call": record.to_sql_payload()})
+    except errors.BadRequest as exc:
+        # The database could not even take the payload (e.g. a \u0000 inside a string, which jsonb refuses).
+        _reject(rpc, raw_body, exc, None, record.external_call_id, record.location_id)
+        raise
+    outcome = result.get("outcome")
+    if outcome == "unknown_location":
+        raise errors.UnknownLocation(
+            result.get("error") or "no active GHL integration for this location")
+    if outcome == "rejected":
+        raise errors.BadRequest(f"the call was refused by the database: {result.get('error')}")
+    return IngestResult(outcome=outcome, call_id=record.external_call_id, row_id=result.get("id"),
+                        table=result.get("table"))
