@@ -84,3 +84,29 @@ class DatabaseUnavailable(TransientError):
 def http_status(error: BaseException) -> int:
     """The one mapping from errors to HTTP status codes (anything unexpected is a 500)."""
     return error.status if isinstance(error, BridgeError) else 500
+
+
+class GhlPermanentError(PermanentError):
+    """GHL answered 400/401/403/404/422 (or another 4xx but 429): retrying the same request cannot help."""
+
+    status = 502
+    code = "ghl_rejected"
+
+    def __init__(self, status_code: int, message: str, *, details: dict | None = None):
+        super().__init__(f"GHL answered {status_code}: {message}", details=details)
+        self.status_code = status_code
+        self.ghl_message = message
+
+
+class GhlTransientError(TransientError):
+    """GHL kept answering 429/5xx, timing out or refusing connections after the client's retries."""
+
+    status = 503
+    code = "ghl_unavailable"
+
+
+class BudgetExhausted(TransientError):
+    """The location's daily GHL budget, minus the configured reserve, is spent (raised before sending)."""
+
+    status = 503
+    code = "ghl_budget_exhausted"

@@ -66,5 +66,16 @@ def anon_client(stack):
     return create_client(stack["supabase_url"], stack["anon_key"])
 
 
+@pytest.fixture(scope="session")
+def ghl_sandbox(stack):
+    """The stack's GHL sandbox (ghl_bridge.sandbox.admin.SandboxAdmin); tests create their own locations."""
+    from ghl_bridge.sandbox.admin import SandboxAdmin
+
+    if not stack.get("ghl_sandbox_url"):
+        pytest.skip("GHL_API_BASE_URL points at another GHL: this stack runs no sandbox")
+    with SandboxAdmin(stack["ghl_sandbox_url"]) as admin:
+        yield admin
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"

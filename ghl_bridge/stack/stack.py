@@ -152,7 +152,18 @@ class Stack:
 
     def _start_extras(self, keys: StackKeys) -> dict[str, str]:
         """Development services next to the stack (GHL sandbox, S3): environment they give the functions."""
-        return {}
+        if os.environ.get("GHL_API_BASE_URL"):
+            return {}  # the functions talk to the GHL named there
+        port = self._port("ghl_sandbox")
+        args = [sys.executable, "-m", "ghl_bridge.sandbox", "--host", "127.0.0.1", "--port", str(port)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        service = start_process("ghl-sandbox", args, port=port, log_dir=self.log_dir, env=env, cwd=PROJECT_ROOT)
+        self.services["ghl_sandbox"] = service
+        url = f"http://127.0.0.1:{port}"
+        wait_until_http_answers(f"{url}/_sandbox/health", service, ok=lambda r: r.status_code == 200)
+        self.info["ghl_sandbox_url"] = url
+        return {"GHL_API_BASE_URL": url}
 
     def _start_object_store(self) -> dict[str, str]:
         """moto's S3 server as the webhook spool's object store, unless SPOOL_S3_ENDPOINT_URL points elsewhere."""

@@ -1,0 +1,248 @@
+"""Per-location rate limiting for the GHL API, driven by the X-RateLimit-* headers of every response.
+
+GHL limits each location to a burst of `X-RateLimit-Max` requests per `X-RateLimit-Interval-Milliseconds`
+(100 per 10 s today) and `X-RateLimit-Limit-Daily` per day, answering 429 beyond. The limiter:
+
+- keeps the start times of the requests sent for the location (a sliding window log) and lets a
+  request start only while fewer than `max` started in the last interval (plus a small margin for
+  network jitter). Callers keep several requests in flight, so latency wastes no budget;
+- is seeded with 100 per 10 s and lets one probe request go alone until the first response tells
+  the real limits; from then on every response re-reads them (limits differ per location);
+- trusts the server when it says fewer requests remain than we counted (another worker or token
+  spends the same location's budget): the difference is added to the window as "phantom" starts;
+- after a 429 the window counts as full (so callers wait until it frees), or waits as long as a
+  Retry-After header says;
+- estimates the daily remainder from X-RateLimit-Daily-Remaining minus what was sent since, and
+  refuses to send (BudgetExhausted) once only the caller's reserve would be left.
+
+One limiter per location id, shared by every client in the process (`limiter_for`). It holds no
+asyncio primitive (only a threading lock, never held across an await), so it works from any event
+loop and thread: serverless handlers may run each invocation in a fresh event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from shared.errors import BudgetExhausted
+
+DEFAULT_MAX_REQUESTS = 100
+DEFAULT_INTERVAL_SECONDS = 10.0
+# Starts older than the window are kept this long, so a late response can still be compared
+# with what we had sent when the server counted it.
+_HISTORY_SECONDS = 120.0
+_PROBE_POLL_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Leave to send one request: its place in the location's sequence and when it started."""
+
+    seq: int
+    started_at: float
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    max_requests: int | None = None
+    interval_ms: int | None = None
+    remaining: int | None = None
+    daily_limit: int | None = None
+    daily_remaining: int | None = None
+    retry_after_seconds: float | None = None
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str]) -> "RateLimitHeaders":
+        headers = {name.lower(): value for name, value in headers.items()}
+
+        def number(name: str) -> int | None:
+            value = headers.get(name)
+            try:
+                return int(float(value)) if value is not None else None
+            except ValueError:
+                return None
+
+        retry_after = None
+        raw_retry = headers.get("retry-after")
+        if raw_retry is not None:
+            try:
+                retry_after = max(0.0, float(raw_retry))
+            except ValueError:
+                retry_after = None  # an HTTP date: rare; the window logic waits anyway
+        return cls(
+            max_requests=number("x-ratelimit-max"),
+            interval_ms=number("x-ratelimit-interval-milliseconds"),
+            remaining=number("x-ratelimit-remaining"),
+            daily_limit=number("x-ratelimit-limit-daily"),
+            daily_remaining=number("x-ratelimit-daily-remaining"),
+            retry_after_seconds=retry_after,
+        )
+
+
+class LocationRateLimiter:
+    def __init__(self, location_id: str, *, max_requests: int = DEFAULT_MAX_REQUESTS,
+                 interval_seconds: float = DEFAULT_INTERVAL_SECONDS, probe_first: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.location_id = location_id
+        self.max_requests = max_requests
+        self.interval_seconds = interval_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._starts: list[float] = []  # sorted start times: ours, plus phantoms for what others spent
+        self._seq = 0
+        self._blocked_until = 0.0
+        self._calibrated = not probe_first
+        self._probe_in_flight = False
+        self.daily_limit: int | None = None
+        self._daily_remaining: int | None = None
+        self._daily_seq = 0
+        # counters, for logs and tests
+        self.sent = 0
+        self.rate_limited = 0
+        self.phantom_starts = 0
+
+    # ---- the window ------------------------------------------------------------------------------
+
+    @property
+    def margin_seconds(self) -> float:
+        """Extra window length that absorbs network jitter between our clock and the server's."""
+        return min(0.25, max(0.05, 0.01 * self.interval_seconds))
+
+    @property
+    def window_seconds(self) -> float:
+        return self.interval_seconds + self.margin_seconds
+
+    def _count_between(self, after: float, until: float) -> int:
+        return bisect.bisect_right(self._starts, until) - bisect.bisect_right(self._starts, after)
+
+    def _prune(self, now: float) -> None:
+        cut = bisect.bisect_right(self._starts, now - self.window_seconds - _HISTORY_SECONDS)
+        if cut:
+            del self._starts[:cut]
+
+    def _wait_seconds(self, now: float) -> float:
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if not self._calibrated and self._probe_in_flight:
+            return _PROBE_POLL_SECONDS
+        first = bisect.bisect_right(self._starts, now - self.window_seconds)
+        in_window = len(self._starts) - first
+        if in_window < self.max_requests:
+            return 0.0
+        # the start that must leave the window before one more request may start
+        expiring = self._starts[first + in_window - self.max_requests]
+        return expiring + self.window_seconds - now + 1e-4
+
+    def daily_estimate(self) -> int | None:
+        """Requests left today by the last report, minus what was sent after the request it answered."""
+        if self._daily_remaining is None:
+            return None
+        return self._daily_remaining - (self._seq - self._daily_seq)
+
+    # ---- the API the client uses -----------------------------------------------------------------
+
+    async def acquire(self, *, daily_reserve: int = 0) -> Permit:
+        """Wait until one more request may start now; BudgetExhausted when the daily reserve is reached."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._prune(now)
+                estimate = self.daily_estimate()
+                if estimate is not None and estimate <= daily_reserve:
+                    raise BudgetExhausted(
+                        f"the daily GHL budget of location {self.location_id} is spent: about {max(estimate, 0)} "
+                        f"of {self.daily_limit} requests remain and {daily_reserve} are kept in reserve",
+                        details={"location_id": self.location_id, "daily_remaining": estimate,
+                                 "daily_reserve": daily_reserve})
+                wait = self._wait_seconds(now)
+                if wait <= 0:
+                    self._seq += 1
+                    self.sent += 1
+                    bisect.insort(self._starts, now)
+                    if not self._calibrated:
+                        self._probe_in_flight = True
+                    return Permit(seq=self._seq, started_at=now)
+            # Real time on purpose (not the client's injectable sleep): the window is measured in real time.
+            await asyncio.sleep(wait)
+
+    def observe(self, permit: Permit, headers: Mapping[str, str], status_code: int) -> RateLimitHeaders:
+        """Read the limits GHL reported with the answer to `permit`'s request and correct the window."""
+        reported = RateLimitHeaders.parse(headers)
+        with self._lock:
+            self._calibrated = True
+            self._probe_in_flight = False
+            if reported.max_requests and reported.max_requests > 0:
+                self.max_requests = reported.max_requests
+            if reported.interval_ms and reported.interval_ms > 0:
+                self.interval_seconds = reported.interval_ms / 1000.0
+            if reported.daily_remaining is not None and permit.seq >= self._daily_seq:
+                self._daily_remaining = reported.daily_remaining
+                self._daily_seq = permit.seq
+                self.daily_limit = reported.daily_limit
+            if status_code == 429:
+                self.rate_limited += 1
+                # The server's window was full without this request, which stays in ours: max + 1.
+                server_used = self.max_requests + 1
+                if reported.retry_after_seconds is not None:
+                    self._blocked_until = max(self._blocked_until, self._clock() + reported.retry_after_seconds)
+            elif reported.remaining is not None:
+                server_used = self.max_requests - reported.remaining  # counts this request
+            else:
+                server_used = None
+            if server_used is not None:
+                ours = self._count_between(permit.started_at - self.window_seconds, permit.started_at)
+                missing = server_used - ours
+                if missing > 0:
+                    # Someone else spent this location's budget (or a 429 says so): trust the server.
+                    position = bisect.bisect_right(self._starts, permit.started_at)
+                    self._starts[position:position] = [permit.started_at] * missing
+                    self.phantom_starts += missing
+        return reported
+
+    def observe_failure(self, permit: Permit) -> None:
+        """The request got no answer (timeout, connection error): let another request probe the limits."""
+        with self._lock:
+            self._probe_in_flight = False
+
+    def block_for(self, seconds: float) -> None:
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            now = self._clock()
+            return {
+                "location_id": self.location_id,
+                "max_requests": self.max_requests,
+                "interval_seconds": self.interval_seconds,
+                "in_window": self._count_between(now - self.window_seconds, now),
+                "daily_limit": self.daily_limit,
+                "daily_remaining_estimate": self.daily_estimate(),
+                "sent": self.sent,
+                "rate_limited": self.rate_limited,
+                "phantom_starts": self.phantom_starts,
+            }
+
+
+_registry: dict[str, LocationRateLimiter] = {}
+_registry_lock = threading.Lock()
+
+
+def limiter_for(location_id: str) -> LocationRateLimiter:
+    """The process-wide limiter of one location (created on first use)."""
+    with _registry_lock:
+        limiter = _registry.get(location_id)
+        if limiter is None:
+            limiter = _registry[location_id] = LocationRateLimiter(location_id)
+        return limiter
+
+
+def forget_limiters() -> None:
+    """Drop every registered limiter (tests; a new process starts empty anyway)."""
+    with _registry_lock:
+        _registry.clear()
