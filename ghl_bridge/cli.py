@@ -3,6 +3,7 @@
     ghl-bridge stack up [--detach] [--json]   start Postgres, PostgREST, the gateway and every function
     ghl-bridge stack down | status
     ghl-bridge test [pytest args]             the whole test suite (starts its own stack)
+    ghl-bridge build <function>|--all [--out DIR]   each function's self-contained deploy folder
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from ghl_bridge import build
+
+    return build.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghl-bridge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="run the test suite (pytest; extra arguments pass through)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
+
+    from ghl_bridge.build import add_arguments as add_build_arguments
+
+    build = sub.add_parser("build", help="build deployable artifact folders (main.py + shared/ + requirements.txt)")
+    add_build_arguments(build)
+    build.set_defaults(func=cmd_build)
     return parser
 
 
