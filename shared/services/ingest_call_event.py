@@ -95,14 +95,13 @@ def ingest_webhook_body(raw_body: bytes, *, rpc: Rpc, default_region: str = "US"
     try:
         result = rpc("ingest_call_event", {"p_call": record.to_sql_payload()})
     except errors.BadRequest as exc:
-        # The database could not even take the payload (e.g. a \u0000 inside a string, which jsonb refuses).
+        # The database refused the values (e.g. a \u0000 inside a string, which jsonb cannot hold): nothing was
+        # written, so the delivery is logged as rejected with its raw body.
         _reject(rpc, raw_body, exc, None, record.external_call_id, record.location_id)
         raise
     outcome = result.get("outcome")
     if outcome == "unknown_location":
         raise errors.UnknownLocation(
             result.get("error") or "no active GHL integration for this location")
-    if outcome == "rejected":
-        raise errors.BadRequest(f"the call was refused by the database: {result.get('error')}")
     return IngestResult(outcome=outcome, call_id=record.external_call_id, row_id=result.get("id"),
                         table=result.get("table"))

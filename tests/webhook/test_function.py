@@ -216,3 +216,16 @@ def test_summary_line_has_no_secret_and_no_payload(webhook_app, make_integration
     lines = [JsonFormatter().format(r) for r in summaries]
     assert lines and all(TEST_WEBHOOK_SECRET not in line and "Tuesday" not in line for line in lines)
     assert all({"request_id", "call_id", "outcome", "ms"} <= set(json.loads(line)) for line in lines)
+
+
+def test_values_the_database_refuses_are_400_and_kept(webhook_app, db, make_integration, summaries):
+    """jsonb cannot hold \\u0000: PostgREST refuses the call, the raw body still reaches the event log."""
+    location, _ = make_integration("internal")
+    call_id = unique("call")
+    raw = json.dumps({"callId": call_id, "locationId": location, "notes": "a\u0000b"})
+    response = post(webhook_app, raw)
+    assert response.status_code == 400
+    [event] = events(db, call_id)
+    assert event["outcome"] == "rejected" and "\\u0000" in event["raw_body"]
+    assert db.execute("SELECT count(*) AS n FROM sales_calls WHERE external_call_id = %s", (call_id,)).fetchone()["n"] == 0
+    assert summaries[-1].fields["db_round_trips"] == 2
