@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# deploy.sh: deploy ghl-bridge to Google Cloud Functions (2nd gen) against a hosted Supabase project.
+#
+#   1. builds each function's artifact folder (python -m ghl_bridge.build --all): main.py, shared/, requirements.txt
+#   2. applies the migrations: `supabase db push` (supabase CLI + linked project), else psql on DATABASE_URL
+#   3. deploys ghl-call-webhook, sync-prospects-to-ghl, process-ghl-import (HTTP, python311, entry point `handle`)
+#   4. creates or updates the Cloud Scheduler jobs that call sync-prospects-to-ghl and process-ghl-import
+#
+# Usage: ./deploy.sh [--dry-run] [--force] [--skip-migrations] [--skip-functions] [--skip-scheduler]
+#   --dry-run          print every command it would run (`+ ...`, secrets as ***) and run none; only the
+#                      local build step (step 1) still runs, so the printed commands describe real folders
+#   --force            redeploy functions whose code and configuration are unchanged
+#   --skip-...         leave that step out
+#
+# Idempotent: an unchanged function is not redeployed (its configuration hash is kept in the label
+# ghl_bridge_config), an existing scheduler job is updated in place, an applied migration is not re-applied.
+# Secrets are never taken from this script's arguments and never printed: they come from Secret Manager
+# (SECRETS_SOURCE=secret-manager) or from the environment (SECRETS_SOURCE=env), and reach gcloud through
+# a private --flags-file (mode 600, removed on exit), not its command line.
+#
+# Variables (docs/deploy.md has the full table):
+#   GCP_PROJECT                 required  Google Cloud project id
+#   GCP_REGION                  required  region of the functions (and, by default, of the scheduler jobs)
+#   SUPABASE_URL                required  https://<ref>.supabase.co
+#   SECRETS_SOURCE              secret-manager (default) | env
+#   SECRET_NAME_SERVICE_ROLE_KEY  ghl-bridge-supabase-service-role-key  Secret Manager names (secret-manager)
+#   SECRET_NAME_WEBHOOK_SECRET    ghl-bridge-ghl-webhook-secret
+#   SECRET_NAME_SCHEDULER_SECRET  ghl-bridge-scheduler-secret
+#   SUPABASE_SERVICE_ROLE_KEY, GHL_WEBHOOK_SECRET, SCHEDULER_SECRET   the values themselves (env)
+#   DATABASE_URL                migrations through psql when the supabase CLI has no linked project
+#   SYNC_SCHEDULE               */5 * * * *     IMPORT_SCHEDULE   * * * * *
+#   SCHEDULER_LOCATION          $GCP_REGION     SCHEDULER_TIME_ZONE  Etc/UTC
+#   FUNCTION_MEMORY             512Mi           FUNCTION_SERVICE_ACCOUNT  (the runtime's default)
+#   BUILD_DIR                   build           PYTHON  python3 (3.11+, standard library only)
+#   Passed to the functions when set: GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
+#   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
+#   SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+MIGRATIONS_DIR="$ROOT/supabase/migrations"
+
+SECRETS_SOURCE="${SECRETS_SOURCE:-secret-manager}"
+SECRET_NAME_SERVICE_ROLE_KEY="${SECRET_NAME_SERVICE_ROLE_KEY:-ghl-bridge-supabase-service-role-key}"
+SECRET_NAME_WEBHOOK_SECRET="${SECRET_NAME_WEBHOOK_SECRET:-ghl-bridge-ghl-webhook-secret}"
+SECRET_NAME_SCHEDULER_SECRET="${SECRET_NAME_SCHEDULER_SECRET:-ghl-bridge-scheduler-secret}"
+SYNC_SCHEDULE="${SYNC_SCHEDULE:-*/5 * * * *}"
+IMPORT_SCHEDULE="${IMPORT_SCHEDULE:-* * * * *}"
+SCHEDULER_TIME_ZONE="${SCHEDULER_TIME_ZONE:-Etc/UTC}"
+FUNCTION_MEMORY="${FUNCTION_MEMORY:-512Mi}"
+FUNCTION_SERVICE_ACCOUNT="${FUNCTION_SERVICE_ACCOUNT:-}"
+BUILD_DIR="${BUILD_DIR:-build}"
+PYTHON="${PYTHON:-python3}"
+PASSTHROUGH_VARS=(GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
+  GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
+  SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS)
+
+# name | timeout | secrets it reads (env var names)
+FUNCTIONS=(
+  "ghl-call-webhook|60s|SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET"
+  "sync-prospects-to-ghl|540s|SUPABASE_SERVICE_ROLE_KEY SCHEDULER_SECRET"
+  "process-ghl-import|540s|SUPABASE_SERVICE_ROLE_KEY SCHEDULER_SECRET"
+)
+# job name | function | schedule | body
+JOBS=(
+  "sync-prospects-to-ghl|sync-prospects-to-ghl|$SYNC_SCHEDULE|{}"
+  'process-ghl-import|process-ghl-import|'"$IMPORT_SCHEDULE"'|{"action":"process"}'
+)
+
+DRY_RUN=0 FORCE=0 SKIP_MIGRATIONS=0 SKIP_FUNCTIONS=0 SKIP_SCHEDULER=0
+SECRET_VALUES=()  # every secret value known to this run: masked as *** in anything printed
+PRIVATE_DIR=""
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "deploy.sh: $*"; exit 1; }
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+
+parse_args() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) DRY_RUN=1 ;;
+      --force) FORCE=1 ;;
+      --skip-migrations) SKIP_MIGRATIONS=1 ;;
+      --skip-functions) SKIP_FUNCTIONS=1 ;;
+      --skip-scheduler) SKIP_SCHEDULER=1 ;;
+      -h|--help) usage; exit 0 ;;
+      *) say "deploy.sh: unknown argument '$arg' (secrets are never arguments: set them in the environment)"
+         usage >&2; exit 2 ;;
+    esac
+  done
+}
+
+# ---- printing and running ------------------------------------------------------------------------
+
+mask() {  # mask TEXT: TEXT with every known secret value replaced by ***
+  local text=$1 secret
+  for secret in "${SECRET_VALUES[@]+"${SECRET_VALUES[@]}"}"; do
+    [[ -n $secret ]] && text=${text//"$secret"/***}
+  done
+  printf '%s' "$text"
+}
+
+quote() {  # quote ARG: as a shell would need it, after masking
+  local arg
+  arg=$(mask "$1")
+  if [[ $arg =~ ^[A-Za-z0-9_./:=,@%+*-]+$ ]]; then printf '%s' "$arg"
+  elif [[ ! $arg =~ [\"\$\`\\] ]]; then printf '"%s"' "$arg"
+  else printf "'%s'" "${arg//\'/\'\\\'\'}"; fi
+}
+
+show() {  # show CMD...: print `+ CMD` (masked), one line
+  local line="+" arg
+  for arg in "$@"; do line+=" $(quote "$arg")"; done
+  printf '%s\n' "$line"
+}
+
+run() {  # run CMD...: print it, and run it unless --dry-run
+  show "$@"
+  (( DRY_RUN )) || "$@"
+}
+
+# run_private FLAGS_FILE SHOWN -- CMD...: CMD gets --flags-file=FLAGS_FILE (flags holding secrets);
+# the printout shows SHOWN (those flags with secrets masked) in its place.
+run_private() {
+  local file=$1 shown=$2
+  shift 3
+  local line
+  line="$(show "$@") $(quote "$shown")"
+  printf '%s\n' "$line"
+  (( DRY_RUN )) || "$@" --flags-file="$file"
+}
+
+json_string() {  # json_string VALUE: a JSON string literal
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}; s=${s//$'\r'/\\r}; s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+make_private_dir() {  # this run's private folder (mode 700) for flags files holding secrets; removed on exit
+  PRIVATE_DIR=$(umask 077; mktemp -d "${TMPDIR:-/tmp}/ghl-bridge-deploy.XXXXXX")
+  trap 'rm -rf "$PRIVATE_DIR"' EXIT
+}
+
+# ---- checks ---------------------------------------------------------------------------------------
+
+check_requirements() {
+  local missing_vars=() missing_tools=() problems=() name
+  (( SKIP_FUNCTIONS && SKIP_SCHEDULER )) || {
+    for name in GCP_PROJECT GCP_REGION; do [[ -n ${!name:-} ]] || missing_vars+=("$name"); done
+    command -v gcloud >/dev/null || missing_tools+=("gcloud (Google Cloud SDK: https://cloud.google.com/sdk/docs/install)")
+  }
+  (( SKIP_FUNCTIONS )) || [[ -n ${SUPABASE_URL:-} ]] || missing_vars+=(SUPABASE_URL)
+  case "$SECRETS_SOURCE" in
+    secret-manager) ;;
+    env)
+      for name in $(needed_secrets); do [[ -n ${!name:-} ]] || missing_vars+=("$name"); done ;;
+    *) problems+=("SECRETS_SOURCE must be secret-manager or env, not '$SECRETS_SOURCE'") ;;
+  esac
+  if (( ! SKIP_MIGRATIONS )); then
+    MIGRATION_TOOL=$(migration_tool)
+    case "$MIGRATION_TOOL" in
+      supabase) ;;
+      psql) command -v psql >/dev/null || missing_tools+=("psql (PostgreSQL client; apt-get install postgresql-client)") ;;
+      none) problems+=("migrations need the supabase CLI with a linked project (supabase link --project-ref <ref>) or DATABASE_URL (psql); or pass --skip-migrations") ;;
+    esac
+  fi
+  command -v "$PYTHON" >/dev/null || missing_tools+=("$PYTHON (Python 3.11+, for the build step; set PYTHON to another interpreter)")
+  (( ${#missing_vars[@]} )) && problems+=("missing variable(s): ${missing_vars[*]} (see docs/deploy.md)")
+  (( ${#missing_tools[@]} )) && problems+=("missing tool(s): $(IFS=,; printf '%s' "${missing_tools[*]}" | sed 's/,/, /g')")
+  if (( ${#problems[@]} )); then
+    for name in "${problems[@]}"; do say "deploy.sh: $name"; done
+    exit 2
+  fi
+  return 0
+}
+
+needed_secrets() {  # the secret env vars the selected steps need
+  local names=()
+  (( SKIP_FUNCTIONS )) || names+=(SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET)
+  (( SKIP_SCHEDULER )) || names+=(SCHEDULER_SECRET)
+  printf '%s\n' "${names[@]+"${names[@]}"}" | sort -u
+}
+
+migration_tool() {  # supabase | psql | none
+  if command -v supabase >/dev/null && [[ -f $ROOT/supabase/.temp/project-ref ]]; then echo supabase
+  elif [[ -n ${DATABASE_URL:-} ]]; then echo psql
+  else echo none; fi
+}
+
+load_env_secrets() {  # known secret values, so every printout can mask them
+  local name
+  for name in SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET DATABASE_URL SUPABASE_DB_PASSWORD; do
+    [[ -n ${!name:-} ]] && SECRET_VALUES+=("${!name}")
+  done
+  return 0
+}
+
+# ---- 1. build -------------------------------------------------------------------------------------
+
+build_artifacts() {
+  say "== build (local; runs in --dry-run too)"
+  show "$PYTHON" -m ghl_bridge.build --all --out "$BUILD_DIR"
+  (cd "$ROOT" && "$PYTHON" -m ghl_bridge.build --all --out "$BUILD_DIR") >&2
+}
+
+# ---- 2. migrations --------------------------------------------------------------------------------
+
+apply_migrations() {
+  say "== migrations ($MIGRATION_TOOL)"
+  if [[ $MIGRATION_TOOL == supabase ]]; then
+    # SUPABASE_DB_PASSWORD, when set, is read by the supabase CLI itself.
+    run supabase db push --linked --yes --workdir "$ROOT"
+    return
+  fi
+  local psql=(psql "$DATABASE_URL" -X -q -A -t -v ON_ERROR_STOP=1)
+  local applied="" file base version name
+  local history_sql="CREATE SCHEMA IF NOT EXISTS supabase_migrations; CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text PRIMARY KEY, statements text[], name text)"
+  local history=("${psql[@]}" -c "SET client_min_messages TO warning" -c "$history_sql"
+    -c "SELECT version FROM supabase_migrations.schema_migrations")
+  show "${history[@]}"
+  if (( DRY_RUN )); then
+    say "# dry run: the history is not read; each file below runs only if its version is not recorded yet"
+  else
+    applied=$("${history[@]}")
+  fi
+  local count=0
+  for file in "$MIGRATIONS_DIR"/*.sql; do
+    base=$(basename "$file" .sql)
+    version=${base%%_*} name=${base#*_}
+    [[ $version =~ ^[0-9]+$ && $name =~ ^[a-z0-9_]+$ ]] || die "migration file name not <timestamp>_<name>.sql: $file"
+    grep -qx "$version" <<<"$applied" && continue
+    # The file and its history row in one transaction: a failed migration leaves no trace.
+    run "${psql[@]}" -1 -f "$file" \
+      -c "INSERT INTO supabase_migrations.schema_migrations (version, name) VALUES ('$version', '$name')"
+    count=$((count + 1))
+  done
+  if (( count )); then
+    run "${psql[@]}" -c "NOTIFY pgrst, 'reload schema'"
+  fi
+  (( DRY_RUN )) || say "applied $count migration(s)"
+}
+
+# ---- 3. functions ---------------------------------------------------------------------------------
+
+secret_ref() {  # secret_ref ENV_NAME: its Secret Manager secret name
+  case "$1" in
+    SUPABASE_SERVICE_ROLE_KEY) printf '%s' "$SECRET_NAME_SERVICE_ROLE_KEY" ;;
+    GHL_WEBHOOK_SECRET) printf '%s' "$SECRET_NAME_WEBHOOK_SECRET" ;;
+    SCHEDULER_SECRET) printf '%s' "$SECRET_NAME_SCHEDULER_SECRET" ;;
+  esac
+}
+
+# function_env SECRETS: "NAME=VALUE" lines of the function's environment (secret values only with SECRETS_SOURCE=env)
+function_env() {
+  local name
+  printf 'SUPABASE_URL=%s\n' "$SUPABASE_URL"
+  for name in "${PASSTHROUGH_VARS[@]}"; do
+    [[ -n ${!name:-} ]] && printf '%s=%s\n' "$name" "${!name}"
+  done
+  if [[ $SECRETS_SOURCE == env ]]; then
+    for name in $1; do printf '%s=%s\n' "$name" "${!name}"; done
+  fi
+  return 0
+}
+
+artifact_digest() {  # artifact_digest DIR: sha256 over the artifact's files and their paths
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-64
+}
+
+deploy_function() {
+  local spec=$1 name timeout secrets
+  IFS='|' read -r name timeout secrets <<<"$spec"
+  local source="$BUILD_DIR/$name"
+  [[ $source == /* ]] || source="$ROOT/$source"
+  local args=(gcloud functions deploy "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" --gen2
+    --runtime=python311 --source="$source" --entry-point=handle --trigger-http
+    # GHL cannot send Google identity tokens; every function checks its own secret instead.
+    --allow-unauthenticated --timeout="$timeout" --memory="$FUNCTION_MEMORY" --quiet)
+  [[ -n $FUNCTION_SERVICE_ACCOUNT ]] && args+=(--run-service-account="$FUNCTION_SERVICE_ACCOUNT")
+  if [[ $SECRETS_SOURCE == secret-manager ]]; then
+    local refs=() secret
+    for secret in $secrets; do refs+=("$secret=$(secret_ref "$secret"):latest"); done
+    args+=(--set-secrets="$(IFS=,; printf '%s' "${refs[*]}")")
+  fi
+
+  # The environment goes through a private flags file: values may hold secrets, commas or newlines.
+  local env_lines flags_file shown json="" key value
+  env_lines=$(function_env "$secrets")
+  flags_file="$PRIVATE_DIR/$name.flags.json"
+  shown="--set-env-vars=$(paste -sd, <<<"$env_lines")"
+  while IFS= read -r line; do
+    key=${line%%=*} value=${line#*=}
+    json+="${json:+, }$(json_string "$key"): $(json_string "$value")"
+  done <<<"$env_lines"
+  (umask 077; printf '{"--set-env-vars": {%s}}\n' "$json" >"$flags_file")
+
+  # Unchanged code and configuration (this hash) = nothing to deploy.
+  local config
+  # (not the --source path: the same code built into another folder is the same deployment)
+  config=$( { artifact_digest "$source"; printf '%s\n' "${args[@]/#--source=*/--source}"; printf '%s\n' "$env_lines"; } \
+            | sha256sum | cut -c1-40)
+  args+=(--update-labels="ghl_bridge_config=$config")
+  local describe=(gcloud functions describe "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" --gen2
+    --format='value(labels.ghl_bridge_config)')
+  if (( ! DRY_RUN && ! FORCE )); then
+    show "${describe[@]}"
+    if [[ $("${describe[@]}" 2>/dev/null || true) == "$config" ]]; then
+      say "$name: unchanged (label ghl_bridge_config=$config); not redeployed (--force redeploys)"
+      return 0
+    fi
+  elif (( DRY_RUN && ! FORCE )); then
+    show "${describe[@]}"
+    say "# dry run: deploys below unless the label above already equals $config"
+  fi
+  run_private "$flags_file" "$shown" -- "${args[@]}"
+}
+
+deploy_functions() {
+  say "== functions (secrets from $SECRETS_SOURCE)"
+  local spec
+  for spec in "${FUNCTIONS[@]}"; do
+    local name=${spec%%|*}
+    [[ -f $ROOT/functions/${name//-/_}/main.py ]] || die "functions/${name//-/_}/main.py is missing: cannot deploy $name"
+    deploy_function "$spec"
+  done
+}
+
+# ---- 4. scheduler jobs ----------------------------------------------------------------------------
+
+deploy_job() {
+  local spec=$1 job function schedule body
+  IFS='|' read -r job function schedule body <<<"$spec"
+  local location=${SCHEDULER_LOCATION:-$GCP_REGION}
+  local uri="https://$GCP_REGION-$GCP_PROJECT.cloudfunctions.net/$function"
+  local common=("$job" --project="$GCP_PROJECT" --location="$location" --schedule="$schedule"
+    --time-zone="$SCHEDULER_TIME_ZONE" --uri="$uri" --http-method=POST --message-body="$body"
+    --attempt-deadline=540s --quiet)
+  local describe=(gcloud scheduler jobs describe "$job" --project="$GCP_PROJECT" --location="$location" --format='value(name)')
+  local verb=create headers_flag=--headers
+  show "${describe[@]}"
+  if (( DRY_RUN )); then
+    say "# dry run: 'create http' below becomes 'update http' (with --update-headers) when the job exists"
+  elif "${describe[@]}" >/dev/null 2>&1; then
+    verb=update headers_flag=--update-headers
+  fi
+  local flags_file
+  flags_file="$PRIVATE_DIR/$job.scheduler.json"
+  (umask 077; printf '{"%s": {"Authorization": %s, "Content-Type": "application/json"}}\n' \
+    "$headers_flag" "$(json_string "Bearer $SCHEDULER_SECRET_VALUE")" >"$flags_file")
+  run_private "$flags_file" "$headers_flag=Authorization=Bearer $SCHEDULER_SECRET_VALUE,Content-Type=application/json" \
+    -- gcloud scheduler jobs "$verb" http "${common[@]}"
+}
+
+deploy_jobs() {
+  say "== scheduler jobs"
+  # The jobs send Authorization: Bearer <SCHEDULER_SECRET>: the value itself is needed here.
+  if [[ $SECRETS_SOURCE == env ]]; then
+    SCHEDULER_SECRET_VALUE=$SCHEDULER_SECRET
+  else
+    local access=(gcloud secrets versions access latest --secret="$SECRET_NAME_SCHEDULER_SECRET" --project="$GCP_PROJECT")
+    show "${access[@]}"
+    if (( DRY_RUN )); then SCHEDULER_SECRET_VALUE="<secret $SECRET_NAME_SCHEDULER_SECRET>"
+    else SCHEDULER_SECRET_VALUE=$("${access[@]}"); fi
+  fi
+  [[ -n $SCHEDULER_SECRET_VALUE ]] || die "the scheduler secret is empty"
+  SECRET_VALUES+=("$SCHEDULER_SECRET_VALUE")
+  local spec
+  for spec in "${JOBS[@]}"; do deploy_job "$spec"; done
+}
+
+main() {
+  parse_args "$@"
+  load_env_secrets
+  check_requirements
+  make_private_dir
+  (( DRY_RUN )) && say "deploy.sh: dry run: printing commands, running none (except the local build step)"
+  build_artifacts
+  (( SKIP_MIGRATIONS )) || apply_migrations
+  (( SKIP_FUNCTIONS )) || deploy_functions
+  (( SKIP_SCHEDULER )) || deploy_jobs
+  say "deploy.sh: done$( (( DRY_RUN )) && printf ' (dry run: nothing was changed)')"
+}
+
+main "$@"
