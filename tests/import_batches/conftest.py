@@ -63,7 +63,8 @@ def pull(repo, ghl_factory, settings, location_id, kinds=("contacts", "calls"), 
     from shared.services.import_batches import start_import
 
     request = PullRequest(location_id=location_id, kinds=tuple(kinds), since=since, created_by=None)
-    return start_import(repo, ghl_factory, settings, request, deadline=deadline or far_deadline())
+    return start_import(repo, ghl_factory, settings, request,
+                        deadline=far_deadline() if deadline is None else deadline)
 
 
 def staged(db, batch_id) -> dict[str, dict]:
