@@ -75,12 +75,14 @@ def staged(db, batch_id) -> dict[str, dict]:
 
 def assert_counters_true(db, batch_id) -> dict:
     """processed_records / error_count equal the staged row states; total_records equals the rows once pulled."""
-    batch = db.execute("SELECT * FROM ghl_import_batches WHERE id = %s", (batch_id,)).fetchone()
-    counts = db.execute(
-        "SELECT count(*) AS staged, count(*) FILTER (WHERE status IN ('imported', 'skipped', 'error')) AS final, "
-        "count(*) FILTER (WHERE status = 'error') AS errors, "
-        "count(*) FILTER (WHERE status IN ('pending', 'matched')) AS open "
-        "FROM ghl_import_staging WHERE batch_id = %s", (batch_id,)).fetchone()
+    # one statement, one snapshot: the batch row and its staging rows as of the same moment
+    both = db.execute(
+        "SELECT to_jsonb(b) AS batch, c.* FROM ghl_import_batches b, LATERAL ("
+        "  SELECT count(*) AS staged, count(*) FILTER (WHERE status IN ('imported', 'skipped', 'error')) AS final,"
+        "  count(*) FILTER (WHERE status = 'error') AS errors,"
+        "  count(*) FILTER (WHERE status IN ('pending', 'matched')) AS open"
+        "  FROM ghl_import_staging WHERE batch_id = b.id) c WHERE b.id = %s", (batch_id,)).fetchone()
+    batch, counts = both.pop("batch"), both
     assert batch["processed_records"] == counts["final"], (batch, counts)
     assert batch["error_count"] == counts["errors"], (batch, counts)
     if batch["pull_completed_at"] is not None:
