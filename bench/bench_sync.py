@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -187,6 +188,7 @@ def main() -> None:
                   f"{base_total_time / elapsed:.1f} x against the baseline's whole run")
     finally:
         stack.down()
+    shutil.rmtree(state, ignore_errors=True)  # kept (with its logs) only when the run failed
 
 
 if __name__ == "__main__":
