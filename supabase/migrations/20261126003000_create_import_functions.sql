@@ -160,9 +160,12 @@ BEGIN
            CASE WHEN v_record_kind = 'contact' THEN normalize_email(k.raw_data ->> 'email')
                 ELSE coalesce(c.email_normalized, normalize_email(k.call_payload ->> 'contact_email')) END
     FROM keyed k
-    LEFT JOIN ghl_import_staging c
-      ON v_record_kind = 'call' AND c.batch_id = p_batch_id AND c.record_kind = 'contact'
-     AND c.external_id = k.ghl_contact_id
+    -- LATERAL: one unique-index probe per call, whatever the (often stale) statistics of a growing batch say
+    LEFT JOIN LATERAL (
+      SELECT c.phone_e164, c.email_normalized FROM ghl_import_staging c
+      WHERE v_record_kind = 'call' AND c.batch_id = p_batch_id AND c.record_kind = 'contact'
+        AND c.external_id = k.ghl_contact_id
+      LIMIT 1) c ON true  -- LIMIT keeps the planner from flattening it into a join of the whole batch
     ORDER BY k.ordinality
     ON CONFLICT (batch_id, record_kind, external_id) DO NOTHING
     RETURNING 1

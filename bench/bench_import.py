@@ -1,0 +1,275 @@
+"""Benchmark: the batch import (stage, match, process) and the memory of a pull, next to a floor measured in the
+same run.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/bench_import.py [--records N]
+
+Starts a local stack of its own (own database, PostgREST, gateway, GHL sandbox on free ports), then:
+
+1. data: N/2 prospects; N records = N/2 GHL contacts (1/3 match a prospect by GHL id, 1/3 by phone, 1/3 by
+   email, every 10th matches nobody) and N/2 call messages (TYPE_CALL, each for one of the contacts),
+   normalised by the pull's own domain code (staged_call).
+2. stage: the records through the `stage_import_page` rpc, 500 a page (what the pull does per GHL page).
+3. floor: a copy of the staged batch, processed by bare SQL over psycopg in ONE transaction, no chunks, no
+   claims, no PostgREST: (a) the matching alone (`match_import_rows` over every row at once, the same
+   set-based statements), (b) the matching plus the same apply work (contacts set-based, one `upsert_call` per
+   call), then rolled back so the real run sees the same database.
+4. ours: `process_import_chunk` through PostgREST, 500 rows a chunk, until nothing is left.
+   Target: processing <= 2x floor (b) (the same work; floor (a) is printed too).
+5. pull memory: a child process pulls N contacts from a sandbox location (contacts search, 500 a page) into
+   a batch and processes it, reporting tracemalloc's peak and the child's peak RSS. Target < 200 MB.
+
+Round trips: database round trips (rpc calls) per 1,000 records, for staging and processing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PAGE = 500
+CHUNK = 500
+
+
+class CountingRepo:
+    def __init__(self, repo):
+        self._repo, self.calls = repo, 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._repo, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+def make_records(n_contacts: int, n_calls: int, n_prospects: int, tag: str):
+    from shared.domain.ghl_models import CallMessage
+    from shared.domain.import_records import staged_call
+
+    prospects, contacts = [], []
+    for i in range(n_prospects):
+        prospects.append((f"P{i}", f"+1555{i:07d}"[:12], f"p{i}.{tag}@bench.example",
+                          f"g{tag}{i}" if i % 3 == 0 else None))
+    for i in range(n_contacts):
+        if i % 10 == 9 or i >= n_prospects:
+            contact = {"id": f"x{tag}{i}", "phone": f"+1666{i:07d}"[:12], "email": f"x{i}.{tag}@bench.example"}
+        elif i % 3 == 0:
+            contact = {"id": f"g{tag}{i}"}
+        elif i % 3 == 1:
+            contact = {"id": f"h{tag}{i}", "phone": prospects[i][1]}
+        else:
+            contact = {"id": f"h{tag}{i}", "email": prospects[i][2].upper()}
+        contact.update({"firstName": f"First{i}", "lastName": "Bench", "locationId": "bench", "tags": ["bench"]})
+        contacts.append({"external_id": contact["id"], "raw_data": contact})
+    calls = []
+    statuses = ["completed", "answered", "no-answer", "busy", "voicemail", "failed"]
+    for j in range(n_calls):
+        status = statuses[j % len(statuses)]
+        message = {"id": f"m{tag}{j}", "messageType": "TYPE_CALL", "type": 1, "direction": "outbound",
+                   "status": "delivered", "contactId": contacts[j % n_contacts]["external_id"],
+                   "dateAdded": "2026-02-12T15:04:05.000Z",
+                   "meta": {"call": {"status": status, **({"duration": 60 + j % 300}
+                                                           if status in ("completed", "answered") else {})}}}
+        calls.append(staged_call(CallMessage.from_api(message)))
+    return prospects, contacts, calls
+
+
+def insert_prospects(conn, prospects) -> None:
+    with conn.cursor() as cur, cur.copy(
+            "COPY sales_prospects (first_name, phone, email, ghl_contact_id) FROM STDIN") as copy:
+        for row in prospects:
+            copy.write_row(row)
+
+
+def pull_child(args) -> None:
+    """Child process: pull N sandbox contacts into a batch and process it; print memory figures as JSON."""
+    import tracemalloc
+
+    from shared.adapters.import_repository import ImportRepository
+    from shared.adapters.supabase_db import create_service_client
+    from shared.config import Settings
+    from shared.domain.import_records import PullRequest
+    from shared.services.import_batches import ghl_client_factory, start_import
+
+    settings = Settings(supabase_url=args.supabase_url, supabase_service_role_key=args.service_key,
+                        ghl_api_base_url=args.sandbox_url, import_page_size=PAGE, import_chunk_size=CHUNK)
+    repo = CountingRepo(ImportRepository(create_service_client(args.supabase_url, args.service_key, timeout=120)))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    started = time.perf_counter()
+    run = start_import(repo, ghl_client_factory(settings), settings,
+                       PullRequest(location_id=args.location_id, kinds=("contacts",), since=None, created_by=None),
+                       deadline=time.monotonic() + 3600)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(json.dumps({"seconds": seconds, "tracemalloc_peak": peak, "rss_before_kb": rss_before,
+                      "rss_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "pages": run.pages,
+                      "staged": run.staged, "status": run.batch["status"], "rpcs": repo.calls}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000, help="records to stage (half contacts, half calls)")
+    parser.add_argument("--pull-contacts", type=int, default=None, help="sandbox contacts to pull (default: --records)")
+    parser.add_argument("--pull-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--supabase-url", help=argparse.SUPPRESS)
+    parser.add_argument("--service-key", help=argparse.SUPPRESS)
+    parser.add_argument("--sandbox-url", help=argparse.SUPPRESS)
+    parser.add_argument("--location-id", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pull_child:
+        pull_child(args)
+        return
+
+    from ghl_bridge.sandbox.admin import SandboxAdmin
+    from ghl_bridge.stack.stack import Stack, StackConfig
+    from shared.adapters.import_repository import ImportRepository
+    from shared.adapters.supabase_db import create_service_client
+
+    n = args.records
+    n_contacts, n_calls = n // 2, n - n // 2
+    n_prospects = n_contacts
+    pull_contacts = args.pull_contacts or n
+    state = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    stack = Stack(StackConfig(state_dir=state, server_url=os.environ.get("DATABASE_URL") or None,
+                              database_name=f"bench_{uuid.uuid4().hex[:10]}", fixed_ports=False,
+                              drop_database_on_down=True, function_env={"LOG_LEVEL": "WARNING"}))
+    info = stack.up()
+    try:
+        print(f"records: {n:,} ({n_contacts:,} contacts, {n_calls:,} calls) against {n_prospects:,} prospects; "
+              f"page {PAGE}, chunk {CHUNK}")
+        admin = SandboxAdmin(info["ghl_sandbox_url"])
+        location = admin.create_location(burst_limit=100_000, burst_window_ms=1000, daily_limit=10_000_000)
+        conn = psycopg.connect(info["database_url"], autocommit=True, row_factory=dict_row)
+        conn.execute("INSERT INTO ghl_integrations (location_id, api_token, integration_type) VALUES (%s, %s, "
+                     "'internal')", (location.id, location.token))
+
+        started = time.perf_counter()
+        tag = uuid.uuid4().hex[:6]
+        prospects, contacts, calls = make_records(n_contacts, n_calls, n_prospects, tag)
+        insert_prospects(conn, prospects)
+        conn.execute("ANALYZE sales_prospects")
+        print(f"setup: {n_prospects:,} prospects inserted, records built in {time.perf_counter() - started:.1f} s")
+
+        repo = CountingRepo(ImportRepository(create_service_client(info["supabase_url"], info["service_role_key"],
+                                                                   timeout=300)))
+        batch_id = repo.create_batch(location.id, ["contacts", "calls"], None, None)["id"]
+        repo.calls = 0
+        started = time.perf_counter()
+        for kind, records in (("contacts", contacts), ("calls", calls)):
+            state_before = None
+            for offset in range(0, len(records), PAGE):
+                done = offset + PAGE >= len(records)
+                result = repo.stage_page(batch_id, kind, records[offset:offset + PAGE], state_before,
+                                         {"cursor": str(offset + PAGE)}, done)
+                state_before = result["state"]
+        stage_seconds = time.perf_counter() - started
+        stage_rpcs = repo.calls
+        del contacts, calls
+        conn.execute("ANALYZE ghl_import_staging")
+        print(f"stage:   {n:,} records in {stage_seconds:.2f} s = {n / stage_seconds:,.0f} records/s; "
+              f"{stage_rpcs} rpcs = {stage_rpcs / (n / 1000):.2f} round trips per 1,000 records")
+
+        # Floor: the same rows in a second batch, processed by bare SQL in one transaction, rolled back.
+        floor_batch = conn.execute(
+            "INSERT INTO ghl_import_batches (location_id, status, kinds, pull_completed_at, total_records) "
+            "VALUES (%s, 'processing', '{contacts,calls}', now(), %s) RETURNING id", (location.id, n)).fetchone()["id"]
+        conn.execute(
+            "INSERT INTO ghl_import_staging (batch_id, record_kind, external_id, raw_data, call_payload, "
+            "ghl_contact_id, phone_e164, email_normalized) SELECT %s, record_kind, external_id, raw_data, "
+            "call_payload, ghl_contact_id, phone_e164, email_normalized FROM ghl_import_staging "
+            "WHERE batch_id = %s ORDER BY seq", (floor_batch, batch_id))
+        conn.execute("ANALYZE ghl_import_staging")
+        floor = {}
+        with psycopg.connect(info["database_url"], row_factory=dict_row) as bare:
+            ids = bare.execute("SELECT array_agg(id ORDER BY seq) AS ids FROM ghl_import_staging WHERE batch_id = %s",
+                               (floor_batch,)).fetchone()["ids"]
+            t0 = time.perf_counter()
+            matched = bare.execute("SELECT match_import_rows(%s::uuid[], 'internal', NULL) AS n",
+                                   (ids,)).fetchone()["n"]
+            floor["match"] = time.perf_counter() - t0
+            contact_ids = bare.execute("SELECT array_agg(id ORDER BY seq) AS ids FROM ghl_import_staging "
+                                       "WHERE batch_id = %s AND record_kind = 'contact'", (floor_batch,)).fetchone()["ids"]
+            bare.execute("SELECT import_apply_contacts(%s::uuid[], %s, 'internal', NULL, false)",
+                         (contact_ids, location.id))
+            bare.execute("SELECT count(upsert_call(call_payload || jsonb_build_object('location_id', %s::text, "
+                         "'source', 'import', 'raw', raw_data) || jsonb_strip_nulls(jsonb_build_object("
+                         "'contact_phone', phone_e164, 'contact_email', email_normalized)))) "
+                         "FROM ghl_import_staging WHERE batch_id = %s AND record_kind = 'call'",
+                         (location.id, floor_batch))
+            floor["full"] = time.perf_counter() - t0
+            bare.rollback()
+        conn.execute("DELETE FROM ghl_import_batches WHERE id = %s", (floor_batch,))
+        print(f"floor:   bare SQL, one transaction: matching alone {floor['match']:.2f} s ({matched:,} rows matched); "
+              f"matching + the same apply work {floor['full']:.2f} s = {n / floor['full']:,.0f} records/s")
+
+        repo.calls = 0
+        started = time.perf_counter()
+        chunks = 0
+        while True:
+            result = repo.process_chunk(batch_id, CHUNK, False)
+            if not result["claimed"]:
+                break
+            chunks += 1
+        process_seconds = time.perf_counter() - started
+        batch = result["batch"]
+        process_rpcs = repo.calls
+        print(f"process: {n:,} records in {process_seconds:.2f} s = {n / process_seconds:,.0f} records/s; "
+              f"{chunks} chunks, {process_rpcs} rpcs = {process_rpcs / (n / 1000):.2f} round trips per 1,000 records")
+        print(f"         batch {batch['status']}: processed_records {batch['processed_records']:,}, "
+              f"error_count {batch['error_count']:,}, total_records {batch['total_records']:,}")
+        states = conn.execute("SELECT record_kind, status, count(*) AS n FROM ghl_import_staging WHERE batch_id = %s "
+                              "GROUP BY 1, 2 ORDER BY 1, 2", (batch_id,)).fetchall()
+        print("         rows: " + ", ".join(f"{r['record_kind']} {r['status']} {r['n']:,}" for r in states))
+        total_rpcs = stage_rpcs + process_rpcs
+        print(f"round trips, stage + process: {total_rpcs / (n / 1000):.2f} per 1,000 records")
+        ratio = process_seconds / floor["full"]
+        print(f"processing / floor (same work, bare SQL): {ratio:.2f}x (target <= 2x: "
+              f"{'met' if ratio <= 2 else 'NOT met'}); processing / matching-only floor: "
+              f"{process_seconds / floor['match']:.1f}x")
+
+        # Pull memory, in a child process of its own.
+        seeded = admin.seed(location.id, contacts=pull_contacts)
+        child = subprocess.run(
+            [sys.executable, __file__, "--pull-child", "--supabase-url", info["supabase_url"], "--service-key",
+             info["service_role_key"], "--sandbox-url", info["ghl_sandbox_url"], "--location-id", location.id],
+            capture_output=True, text=True, check=False)
+        if child.returncode != 0:
+            print("pull child failed:\n" + child.stderr[-3000:])
+        else:
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            peak_mb = figures["tracemalloc_peak"] / 1e6
+            rss_mb = figures["rss_peak_kb"] / 1024
+            print(f"pull:    {seeded['contacts']:,} sandbox contacts, {figures['pages']} pages, "
+                  f"{figures['staged']:,} staged, batch {figures['status']}, {figures['seconds']:.1f} s "
+                  f"(pull + process, under tracemalloc), {figures['rpcs']} rpcs")
+            print(f"         peak Python memory (tracemalloc) {peak_mb:.1f} MB; peak RSS of the pull process "
+                  f"{rss_mb:.1f} MB (at start {figures['rss_before_kb'] / 1024:.1f} MB); target < 200 MB: "
+                  f"{'met' if rss_mb < 200 else 'NOT met'}")
+        admin.close()
+        conn.close()
+    finally:
+        stack.down()
+
+
+if __name__ == "__main__":
+    main()
