@@ -4,6 +4,11 @@
     ghl-bridge stack down | status
     ghl-bridge test [pytest args]             the whole test suite (starts its own stack)
     ghl-bridge build <function>|--all [--out DIR]   each function's self-contained deploy folder
+    ghl-bridge sync [--location ID] [--dry-run] [--json]
+    ghl-bridge import pull --location ID [--kinds contacts,calls] [--since ISO] [--json]
+    ghl-bridge import process [BATCH] [--json]
+    ghl-bridge import status [BATCH] [--json]
+      (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
 from __future__ import annotations
@@ -119,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build deployable artifact folders (main.py + shared/ + requirements.txt)")
     add_build_arguments(build)
     build.set_defaults(func=cmd_build)
+
+    from ghl_bridge import operations
+
+    operations.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,348 @@
+"""Operator commands: run the functions' services by hand, against a hosted project or the local stack.
+
+    ghl-bridge sync [--location ID] [--dry-run] [--json]
+    ghl-bridge import pull --location ID [--kinds contacts,calls] [--since ISO] [--json]
+    ghl-bridge import process [BATCH] [--json]
+    ghl-bridge import status [BATCH] [--json]
+
+They call the same services the deployed functions call (shared/services), in this process, with the
+service-role key: SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY from the environment or, when both are
+unset, the values of the local stack `ghl-bridge stack up` runs. Progress goes to stderr (a bar on a
+terminal), results to stdout: a table, or JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Each call to a service gets this much time before the CLI reports progress and calls again: the
+# services resume where they stopped (cursors and claims live in the database).
+STEP_SECONDS = 5.0
+MAX_IMPORT_STEPS = 100_000
+
+
+class OperatorError(RuntimeError):
+    """Configuration the commands cannot work without (exit code 2)."""
+
+
+# ---- where to connect -----------------------------------------------------------------------------
+
+def _local_stack_info() -> dict[str, Any] | None:
+    from ghl_bridge.stack.stack import Stack, StackConfig
+
+    status = Stack(StackConfig.for_cli()).status()
+    services = status.get("services", {})
+    if status.get("supabase_url") and services and all(s["running"] for s in services.values()):
+        return status
+    return None
+
+
+def connection_settings():
+    """Settings for the services: the environment's project, else the running local stack's."""
+    from shared.config import Settings
+    from shared.logs import configure_logging, register_secret
+
+    url, key = os.environ.get("SUPABASE_URL"), os.environ.get("SUPABASE_SERVICE_ROLE_KEY")
+    overrides: dict[str, Any] = {}
+    if url and key:
+        source = "environment"
+    elif url or key:
+        missing = "SUPABASE_SERVICE_ROLE_KEY" if url else "SUPABASE_URL"
+        raise OperatorError(f"{missing} is not set (SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY go together)")
+    else:
+        info = _local_stack_info()
+        if info is None:
+            raise OperatorError("set SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (a hosted project), "
+                                "or start the local stack: ghl-bridge stack up")
+        source = f"local stack ({info['state_dir']})"
+        overrides = {"supabase_url": info["supabase_url"], "supabase_service_role_key": info["service_role_key"]}
+        if not os.environ.get("GHL_API_BASE_URL") and info.get("ghl_api_base_url"):
+            overrides["ghl_api_base_url"] = info["ghl_api_base_url"]
+    settings = Settings(**overrides)
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))  # the services' JSON logs: warnings only
+    for secret in settings.secret_values():
+        register_secret(secret)
+    return settings, source
+
+
+def _database(settings):
+    from shared.adapters.supabase_db import create_service_client
+
+    return create_service_client(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(),
+                                 timeout=settings.database_timeout_seconds)
+
+
+# ---- output ---------------------------------------------------------------------------------------
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        # Ids are copied into the next command: never wrapped.
+        table.add_column(column, no_wrap=column.endswith("id"), overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    if not rows:
+        table.caption = "(none)"
+    console = Console()
+    # Piped output has no width of its own: wide enough for a row of ids and counts.
+    Console(width=console.width if console.is_terminal else 200).print(table)
+
+
+def _with_spinner(description: str, work: Callable[[], Any]) -> Any:
+    """Run work() while showing an elapsed-time bar on stderr (a terminal only)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = _stderr_console()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        progress.add_task(description, total=None)
+        result: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                result["value"] = work()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                result["error"] = exc
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            progress.refresh()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+# ---- sync -----------------------------------------------------------------------------------------
+
+SYNC_COLUMNS = ["location_id", "due", "pushed", "created", "updated", "failed", "skipped", "status", "seconds", "error"]
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from shared.services.sync_prospects import run_sync
+
+    settings, source = connection_settings()
+    database = _database(settings)
+    what = f"location {args.location}" if args.location else "every active internal location"
+    started = time.monotonic()
+    summaries = _with_spinner(
+        f"{'dry run: planning' if args.dry_run else 'pushing prospects to GHL for'} {what}",
+        lambda: run_sync(database, settings, location_id=args.location, dry_run=args.dry_run,
+                         deadline=time.monotonic() + settings.sync_deadline_seconds))
+    result = {"dry_run": args.dry_run, "source": source, "seconds": round(time.monotonic() - started, 3),
+              "locations": [summary.to_dict() for summary in summaries]}
+    if args.json:
+        _print_json(result)
+    else:
+        title = f"sync{' (dry run)' if args.dry_run else ''} against {source}"
+        _print_table(title, SYNC_COLUMNS, result["locations"])
+        if args.dry_run:
+            for location in result["locations"]:
+                planned = location.get("prospects") or []
+                if planned:
+                    _print_table(f"would push for {location['location_id']}",
+                                 sorted({k for p in planned for k in p}), planned)
+    failed = [s for s in result["locations"] if s.get("status") == "failed"]
+    return 1 if failed else 0
+
+
+# ---- import ---------------------------------------------------------------------------------------
+
+BATCH_COLUMNS = ["id", "location_id", "status", "kinds", "total_records", "staged_records", "processed_records",
+                 "error_count", "created_at", "completed_at", "failure_reason"]
+OPEN = ("pending", "processing")
+
+
+def _import_ports(settings):
+    from shared.adapters.import_repository import ImportRepository
+    from shared.services import import_batches
+
+    return ImportRepository(_database(settings)), import_batches.ghl_client_factory(settings)
+
+
+def _drive_batch(first_step: Callable[[float], Any], next_step: Callable[[str, float], Any],
+                 description: str) -> list[dict[str, Any]]:
+    """Call the service in steps of STEP_SECONDS until the batch is done, a bar showing processed/total.
+
+    Returns every step's BatchRun.to_dict()."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _stderr_console()
+    runs: list[dict[str, Any]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=None)
+        run = first_step(time.monotonic() + STEP_SECONDS).to_dict()
+        runs.append(run)
+        for _ in range(MAX_IMPORT_STEPS):
+            progress.update(task, total=run.get("total_records") or None, completed=run.get("processed_records") or 0,
+                            description=f"{description}: {run['status']}")
+            if run["status"] not in OPEN:
+                break
+            before = (run.get("staged_records"), run.get("processed_records"), run.get("error_count"))
+            run = next_step(run["id"], time.monotonic() + STEP_SECONDS).to_dict()
+            runs.append(run)
+            after = (run.get("staged_records"), run.get("processed_records"), run.get("error_count"))
+            if after == before and run["status"] in OPEN:
+                break  # a whole step without progress (GHL paused, budget spent, rows claimed elsewhere)
+    return runs
+
+
+def _batch_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch as it stands after the last step, with the steps' work added up."""
+    last = dict(runs[-1])
+    totals = {key: sum(r["run"].get(key, 0) for r in runs)
+              for key in ("pages_pulled", "records_staged", "chunks", "imported", "skipped", "errors")}
+    totals["warnings"] = [w for r in runs for w in r["run"].get("warnings", [])]
+    totals["steps"] = len(runs)
+    last["run"] = totals
+    return last
+
+
+def _print_batches(title: str, batches: list[dict[str, Any]]) -> None:
+    rows = [{**b, "kinds": ",".join(b.get("kinds") or [])} for b in batches]
+    _print_table(title, BATCH_COLUMNS, rows)
+    for batch in batches:
+        run = batch.get("run")
+        if run:
+            print(f"{batch['id']}: this run pulled {run['pages_pulled']} page(s), staged {run['records_staged']}, "
+                  f"imported {run['imported']}, skipped {run['skipped']}, errors {run['errors']}"
+                  + (f"; {'; '.join(run['warnings'])}" if run["warnings"] else ""))
+
+
+def cmd_import_pull(args: argparse.Namespace) -> int:
+    from shared.domain.import_records import parse_import_request
+    from shared.services import import_batches
+
+    body: dict[str, Any] = {"action": "pull", "location_id": args.location}
+    if args.kinds:
+        body["kinds"] = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if args.since:
+        body["since"] = args.since
+    request = parse_import_request(body)  # the function's own validation: same messages
+    settings, source = connection_settings()
+    repo, ghl = _import_ports(settings)
+    runs = _drive_batch(
+        lambda deadline: import_batches.start_import(repo, ghl, settings, request, deadline=deadline),
+        lambda batch_id, deadline: import_batches.advance_batch(repo, ghl, settings, batch_id, deadline=deadline),
+        f"importing {'+'.join(request.kinds)} of {request.location_id}")
+    batch = _batch_result(runs)
+    if args.json:
+        _print_json({"source": source, "batch": batch})
+    else:
+        _print_batches(f"import batch against {source}", [batch])
+    return 1 if batch["status"] == "failed" else 0
+
+
+def cmd_import_process(args: argparse.Namespace) -> int:
+    from shared.domain.import_records import parse_import_request
+    from shared.services import import_batches
+
+    request = parse_import_request({"action": "process", "batch_id": args.batch})
+    settings, source = connection_settings()
+    repo, ghl = _import_ports(settings)
+    advance = lambda batch_id, deadline: import_batches.advance_batch(  # noqa: E731
+        repo, ghl, settings, batch_id, deadline=deadline)
+    batch_ids = [request.batch_id] if request.batch_id else repo.open_batch_ids()
+    batches = [_batch_result(_drive_batch(lambda deadline, b=batch_id: advance(b, deadline), advance,
+                                          f"processing batch {batch_id}"))
+               for batch_id in batch_ids]
+    if args.json:
+        _print_json({"source": source, "batches": batches})
+    else:
+        _print_batches(f"processed against {source}" if batches else f"no open batch ({source})", batches)
+    return 1 if any(b["status"] == "failed" for b in batches) else 0
+
+
+def cmd_import_status(args: argparse.Namespace) -> int:
+    from shared import errors
+    from shared.adapters.supabase_db import map_database_error
+    from shared.domain.import_records import parse_import_request
+
+    request = parse_import_request({"action": "process", "batch_id": args.batch})  # validates the UUID
+    settings, source = connection_settings()
+    repo, _ = _import_ports(settings)
+    if request.batch_id:
+        batch = repo.summary(request.batch_id)
+        if not batch:
+            raise errors.BadRequest(f"import batch {request.batch_id} does not exist")
+        batches = [batch]
+    else:
+        try:
+            rows = (repo._client.table("ghl_import_batches").select("id")  # noqa: SLF001 - a listing, read only
+                    .order("created_at", desc=True).limit(args.limit).execute().data)
+        except Exception as exc:  # noqa: BLE001 - mapped like every database error
+            raise map_database_error(exc) from exc
+        batches = [repo.summary(row["id"]) for row in rows]
+    if args.json:
+        _print_json({"source": source, "batches": batches})
+    else:
+        _print_batches(f"import batches ({source})", batches)
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+
+def add_parsers(sub) -> None:
+    sync = sub.add_parser("sync", help="push due prospects to GHL now (the sync-prospects-to-ghl service)")
+    sync.add_argument("--location", help="only this GHL location id (default: every active internal one)")
+    sync.add_argument("--dry-run", action="store_true", help="count and plan; claim, write and push nothing")
+    sync.add_argument("--json", action="store_true", help="print the result as JSON")
+    sync.set_defaults(func=_guarded(cmd_sync))
+
+    imports = sub.add_parser("import", help="GHL import batches (the process-ghl-import service)")
+    actions = imports.add_subparsers(dest="import_command", required=True)
+    pull = actions.add_parser("pull", help="create a batch for a location, pull its records and import them")
+    pull.add_argument("--location", required=True, help="the GHL location id")
+    pull.add_argument("--kinds", help="comma-separated: contacts,calls (default both)")
+    pull.add_argument("--since", help="only records changed since this ISO 8601 date-time")
+    pull.add_argument("--json", action="store_true")
+    pull.set_defaults(func=_guarded(cmd_import_pull))
+    process = actions.add_parser("process", help="advance one batch, or every open batch, until done")
+    process.add_argument("batch", nargs="?", help="a batch id (default: every open batch)")
+    process.add_argument("--json", action="store_true")
+    process.set_defaults(func=_guarded(cmd_import_process))
+    status = actions.add_parser("status", help="where one batch, or the latest batches, stand")
+    status.add_argument("batch", nargs="?", help="a batch id (default: the latest batches)")
+    status.add_argument("--limit", type=int, default=20, help="how many of the latest batches (default 20)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_guarded(cmd_import_status))
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command whose configuration problems exit 2 and whose refused or failed work exits 1, with one line."""
+
+    def guarded(args: argparse.Namespace) -> int:
+        from shared import errors
+
+        try:
+            return command(args)
+        except OperatorError as exc:
+            print(f"ghl-bridge: {exc}", file=sys.stderr)
+            return 2
+        except errors.BridgeError as exc:
+            print(f"ghl-bridge: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+
+    return guarded
