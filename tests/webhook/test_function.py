@@ -29,9 +29,13 @@ class Captured(logging.Handler):
 def summaries():
     handler = Captured()
     logger = logging.getLogger("ghl_bridge.ghl_call_webhook")
+    # Another test in this process may have configured the package's logs at WARNING (the operator CLI does).
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     yield handler.records
     logger.removeHandler(handler)
+    logger.setLevel(previous_level)
 
 
 def events(db, call_id: str) -> list[dict]:
