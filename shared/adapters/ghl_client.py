@@ -145,6 +145,9 @@ class GhlClient:
                     response = None
                     cause = exc
                     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                except BaseException:  # cancelled, or a bug: the permit must still be closed
+                    self.limiter.observe_failure(permit)
+                    raise
                 else:
                     self.limiter.observe(permit, response.headers, response.status_code)
             if response is not None:

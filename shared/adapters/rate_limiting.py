@@ -3,9 +3,10 @@
 GHL limits each location to a burst of `X-RateLimit-Max` requests per `X-RateLimit-Interval-Milliseconds`
 (100 per 10 s today) and `X-RateLimit-Limit-Daily` per day, answering 429 beyond. The limiter:
 
-- keeps the start times of the requests sent for the location (a sliding window log) and lets a
-  request start only while fewer than `max` started in the last interval (plus a small margin for
-  network jitter). Callers keep several requests in flight, so latency wastes no budget;
+- keeps a sliding window log for the location: a request holds a place from its start until one
+  interval after its answer arrived (the server counted it somewhere in between), and a request may
+  start only while fewer than `max` places are held. Callers keep several requests in flight, so
+  latency wastes no budget (it costs one round trip per interval, ~1.5 % at 150 ms per 10 s);
 - is seeded with 100 per 10 s and lets one probe request go alone until the first response tells
   the real limits; from then on every response re-reads them (limits differ per location);
 - trusts the server when it says fewer requests remain than we counted (another worker or token
@@ -93,11 +94,14 @@ class LocationRateLimiter:
         self.interval_seconds = interval_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._starts: list[float] = []  # sorted start times: ours, plus phantoms for what others spent
+        # A request holds a place in the window from its start until `interval` after its answer
+        # arrived: the server counted it at some moment in between, and the answer's arrival is the
+        # latest that moment can be, so the window holds even when the server queues requests.
+        self._in_flight = 0
+        self._holds: list[float] = []  # sorted: answer times of our requests, plus phantoms
         self._seq = 0
         self._blocked_until = 0.0
         self._calibrated = not probe_first
-        self._probe_in_flight = False
         self.daily_limit: int | None = None
         self._daily_remaining: int | None = None
         self._daily_seq = 0
@@ -110,32 +114,36 @@ class LocationRateLimiter:
 
     @property
     def margin_seconds(self) -> float:
-        """Extra window length that absorbs network jitter between our clock and the server's."""
-        return min(0.25, max(0.05, 0.01 * self.interval_seconds))
+        """A little extra window length for clock granularity (holds start at the answers, an upper bound)."""
+        return min(0.05, max(0.005, 0.001 * self.interval_seconds))
 
     @property
     def window_seconds(self) -> float:
         return self.interval_seconds + self.margin_seconds
 
-    def _count_between(self, after: float, until: float) -> int:
-        return bisect.bisect_right(self._starts, until) - bisect.bisect_right(self._starts, after)
+    @staticmethod
+    def _count_between(times: list[float], after: float, until: float) -> int:
+        return bisect.bisect_right(times, until) - bisect.bisect_right(times, after)
 
     def _prune(self, now: float) -> None:
-        cut = bisect.bisect_right(self._starts, now - self.window_seconds - _HISTORY_SECONDS)
+        cut = bisect.bisect_right(self._holds, now - self.window_seconds - _HISTORY_SECONDS)
         if cut:
-            del self._starts[:cut]
+            del self._holds[:cut]
 
     def _wait_seconds(self, now: float) -> float:
         if now < self._blocked_until:
             return self._blocked_until - now
-        if not self._calibrated and self._probe_in_flight:
-            return _PROBE_POLL_SECONDS
-        first = bisect.bisect_right(self._starts, now - self.window_seconds)
-        in_window = len(self._starts) - first
-        if in_window < self.max_requests:
+        if not self._calibrated and self._in_flight:
+            return _PROBE_POLL_SECONDS  # the probe's answer tells the real limits
+        free = self.max_requests - self._in_flight
+        if free <= 0:
+            return _PROBE_POLL_SECONDS  # every place is taken by a request still in flight
+        first = bisect.bisect_right(self._holds, now - self.window_seconds)
+        held = len(self._holds) - first
+        if held < free:
             return 0.0
-        # the start that must leave the window before one more request may start
-        expiring = self._starts[first + in_window - self.max_requests]
+        # the hold that must leave the window before one more request may start
+        expiring = self._holds[first + held - free]
         return expiring + self.window_seconds - now + 1e-4
 
     def daily_estimate(self) -> int | None:
@@ -147,7 +155,10 @@ class LocationRateLimiter:
     # ---- the API the client uses -----------------------------------------------------------------
 
     async def acquire(self, *, daily_reserve: int = 0) -> Permit:
-        """Wait until one more request may start now; BudgetExhausted when the daily reserve is reached."""
+        """Wait until one more request may start now; BudgetExhausted when the daily reserve is reached.
+
+        Every permit must be closed with `observe` (an answer came) or `observe_failure` (none came).
+        """
         while True:
             with self._lock:
                 now = self._clock()
@@ -163,19 +174,22 @@ class LocationRateLimiter:
                 if wait <= 0:
                     self._seq += 1
                     self.sent += 1
-                    bisect.insort(self._starts, now)
-                    if not self._calibrated:
-                        self._probe_in_flight = True
+                    self._in_flight += 1
                     return Permit(seq=self._seq, started_at=now)
             # Real time on purpose (not the client's injectable sleep): the window is measured in real time.
             await asyncio.sleep(wait)
+
+    def _close(self, now: float) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
+        bisect.insort(self._holds, now)
 
     def observe(self, permit: Permit, headers: Mapping[str, str], status_code: int) -> RateLimitHeaders:
         """Read the limits GHL reported with the answer to `permit`'s request and correct the window."""
         reported = RateLimitHeaders.parse(headers)
         with self._lock:
+            now = self._clock()
+            self._close(now)
             self._calibrated = True
-            self._probe_in_flight = False
             if reported.max_requests and reported.max_requests > 0:
                 self.max_requests = reported.max_requests
             if reported.interval_ms and reported.interval_ms > 0:
@@ -189,25 +203,26 @@ class LocationRateLimiter:
                 # The server's window was full without this request, which stays in ours: max + 1.
                 server_used = self.max_requests + 1
                 if reported.retry_after_seconds is not None:
-                    self._blocked_until = max(self._blocked_until, self._clock() + reported.retry_after_seconds)
+                    self._blocked_until = max(self._blocked_until, now + reported.retry_after_seconds)
             elif reported.remaining is not None:
                 server_used = self.max_requests - reported.remaining  # counts this request
             else:
                 server_used = None
             if server_used is not None:
-                ours = self._count_between(permit.started_at - self.window_seconds, permit.started_at)
+                # The server counted this request at some moment after it started; of ours, only those
+                # answered after `start - window`, or still in flight, can be in that count.
+                ours = self._count_between(self._holds, permit.started_at - self.window_seconds, now) + self._in_flight
                 missing = server_used - ours
                 if missing > 0:
                     # Someone else spent this location's budget (or a 429 says so): trust the server.
-                    position = bisect.bisect_right(self._starts, permit.started_at)
-                    self._starts[position:position] = [permit.started_at] * missing
+                    self._holds[len(self._holds):] = [now] * missing  # now >= every hold: stays sorted
                     self.phantom_starts += missing
         return reported
 
     def observe_failure(self, permit: Permit) -> None:
-        """The request got no answer (timeout, connection error): let another request probe the limits."""
+        """No answer came (timeout, connection error, cancelled): the server may still have counted it."""
         with self._lock:
-            self._probe_in_flight = False
+            self._close(self._clock())
 
     def block_for(self, seconds: float) -> None:
         with self._lock:
@@ -220,7 +235,8 @@ class LocationRateLimiter:
                 "location_id": self.location_id,
                 "max_requests": self.max_requests,
                 "interval_seconds": self.interval_seconds,
-                "in_window": self._count_between(now - self.window_seconds, now),
+                "in_window": self._count_between(self._holds, now - self.window_seconds, now) + self._in_flight,
+                "in_flight": self._in_flight,
                 "daily_limit": self.daily_limit,
                 "daily_remaining_estimate": self.daily_estimate(),
                 "sent": self.sent,

@@ -53,13 +53,31 @@ def test_one_probe_until_the_first_answer_then_the_reported_limits():
     assert limiter._wait_seconds(clock.now) == 0
 
 
-def test_max_starts_per_window_then_wait_for_the_oldest_to_leave():
+def test_max_per_window_counted_from_the_answers_then_wait_for_the_oldest_to_leave():
     limiter, clock = calibrated(max_=10, interval_ms=1000)
-    for _ in range(9):
-        take(limiter)
+    permits = [take(limiter) for _ in range(9)]
+    clock.now += 0.2  # the answers arrive 200 ms later: the window counts from then
+    for permit in permits:
+        limiter.observe(permit, headers(remaining=0), 200)
+    assert limiter.phantom_starts == 0
     wait = limiter._wait_seconds(clock.now)
-    assert wait == pytest.approx(limiter.window_seconds, abs=1e-3)  # the 10 starts all happened "now"
+    assert wait == pytest.approx(limiter.window_seconds - 0.2, abs=1e-3)  # the probe's answer leaves first
     clock.now += wait
+    assert limiter._wait_seconds(clock.now) == 0
+    take(limiter)
+    assert limiter._wait_seconds(clock.now) > 0  # the other 9 answers are still in the window
+
+
+def test_requests_in_flight_hold_their_place_until_answered():
+    limiter, clock = calibrated(max_=10, interval_ms=1000)
+    permits = [take(limiter) for _ in range(9)]
+    clock.now += 5.0  # long after the interval, but no answer came yet
+    assert limiter._wait_seconds(clock.now) == 0
+    permits.append(take(limiter))
+    assert limiter._wait_seconds(clock.now) > 0
+    limiter.observe_failure(permits[0])  # a timeout frees the place only one interval later
+    assert limiter._wait_seconds(clock.now) > 0
+    clock.now += limiter.window_seconds
     assert limiter._wait_seconds(clock.now) == 0
 
 
