@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 # Each call to a service gets this much time before the CLI reports progress and calls again: the
 # services resume where they stopped (cursors and claims live in the database).
-STEP_SECONDS = 5.0
+STEP_SECONDS = 2.0
 MAX_IMPORT_STEPS = 100_000
 
 
@@ -91,16 +92,35 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+HEADERS = {"total_records": "total", "staged_records": "staged", "processed_records": "processed",
+           "error_count": "errors", "created_at": "created", "completed_at": "completed",
+           "failure_reason": "failure"}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    text = str(value)
+    # ISO timestamps from PostgREST, to the second: 2026-11-27T00:11:46.836+00:00 -> 2026-11-27 00:11:46Z
+    match = re.match(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:\+00:00|Z)$", text)
+    return f"{match.group(1)} {match.group(2)}Z" if match else text
+
+
 def _print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    from rich import box
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column in columns:
-        # Ids are copied into the next command: never wrapped.
-        table.add_column(column, no_wrap=column.endswith("id"), overflow="fold")
+        # One line per row (ids are copied into the next command); only free text wraps.
+        wraps = column in ("error", "failure_reason")
+        table.add_column(HEADERS.get(column, column), no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     if not rows:
         table.caption = "(none)"
     console = Console()
@@ -170,7 +190,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # ---- import ---------------------------------------------------------------------------------------
 
 BATCH_COLUMNS = ["id", "location_id", "status", "kinds", "total_records", "staged_records", "processed_records",
-                 "error_count", "created_at", "completed_at", "failure_reason"]
+                 "error_count", "completed_at", "failure_reason"]  # --json has every field
 OPEN = ("pending", "processing")
 
 
@@ -197,7 +217,7 @@ def _drive_batch(first_step: Callable[[float], Any], next_step: Callable[[str, f
         runs.append(run)
         for _ in range(MAX_IMPORT_STEPS):
             progress.update(task, total=run.get("total_records") or None, completed=run.get("processed_records") or 0,
-                            description=f"{description}: {run['status']}")
+                            description=f"{description}: {run['status']}, {run.get('staged_records') or 0} staged")
             if run["status"] not in OPEN:
                 break
             before = (run.get("staged_records"), run.get("processed_records"), run.get("error_count"))
@@ -221,8 +241,7 @@ def _batch_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _print_batches(title: str, batches: list[dict[str, Any]]) -> None:
-    rows = [{**b, "kinds": ",".join(b.get("kinds") or [])} for b in batches]
-    _print_table(title, BATCH_COLUMNS, rows)
+    _print_table(title, BATCH_COLUMNS, batches)
     for batch in batches:
         run = batch.get("run")
         if run:
@@ -282,19 +301,20 @@ def cmd_import_status(args: argparse.Namespace) -> int:
 
     request = parse_import_request({"action": "process", "batch_id": args.batch})  # validates the UUID
     settings, source = connection_settings()
-    repo, _ = _import_ports(settings)
     if request.batch_id:
+        repo, _ = _import_ports(settings)
         batch = repo.summary(request.batch_id)
         if not batch:
             raise errors.BadRequest(f"import batch {request.batch_id} does not exist")
         batches = [batch]
     else:
+        # One select for the listing (not a summary rpc per batch); staged counts are in `status BATCH`.
+        columns = ",".join([c for c in BATCH_COLUMNS if c != "staged_records"] + ["created_at"])
         try:
-            rows = (repo._client.table("ghl_import_batches").select("id")  # noqa: SLF001 - a listing, read only
-                    .order("created_at", desc=True).limit(args.limit).execute().data)
+            batches = (_database(settings).table("ghl_import_batches").select(columns)
+                       .order("created_at", desc=True).limit(args.limit).execute().data)
         except Exception as exc:  # noqa: BLE001 - mapped like every database error
             raise map_database_error(exc) from exc
-        batches = [repo.summary(row["id"]) for row in rows]
     if args.json:
         _print_json({"source": source, "batches": batches})
     else:
