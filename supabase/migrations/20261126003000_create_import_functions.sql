@@ -176,7 +176,8 @@ BEGIN
     'done', p_kind_done,
     'staged', coalesce((v_batch.pull_state -> p_kind ->> 'staged')::integer, 0) + v_staged,
     'pages', coalesce((v_batch.pull_state -> p_kind ->> 'pages')::integer, 0) + 1));
-  UPDATE ghl_import_batches SET pull_state = v_state,
+  -- A batch the portal created as 'pending' is being worked from its first staged page on.
+  UPDATE ghl_import_batches SET pull_state = v_state, status = 'processing',
     pull_completed_at = CASE WHEN NOT EXISTS (
       SELECT 1 FROM unnest(v_batch.kinds) AS k WHERE (v_state -> k ->> 'done') IS DISTINCT FROM 'true')
       THEN now() END,
@@ -458,7 +459,7 @@ BEGIN
   END IF;
   -- A statement of its own, so it sees every chunk committed before this one took the batch row lock.
   UPDATE ghl_import_batches SET status = 'completed', completed_at = now()
-  WHERE id = p_batch_id AND status = 'processing' AND pull_completed_at IS NOT NULL
+  WHERE id = p_batch_id AND status IN ('pending', 'processing') AND pull_completed_at IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM ghl_import_staging
                     WHERE batch_id = p_batch_id AND status IN ('pending', 'matched'));
 

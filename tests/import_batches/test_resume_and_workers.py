@@ -157,3 +157,17 @@ def test_a_worker_killed_mid_chunk_leaves_nothing_half_done(import_location, dat
     result = repo.process_chunk(batch_id, 100, False)
     assert result["claimed"] == 20 and result["batch"]["status"] == "completed"
     assert assert_counters_true(db, batch_id)["processed_records"] == 20
+
+
+def test_a_batch_the_portal_created_as_pending_is_pulled_and_completed(repo, ghl_factory, settings, import_location,
+                                                                       ghl_sandbox, db):
+    """The portal may insert a batch row itself (status defaults to 'pending'); the scheduler's process finishes it."""
+    from shared.services.import_batches import advance_batch
+
+    location, _ = import_location("internal")
+    ghl_sandbox.seed(location.id, contacts=3)
+    batch_id = db.execute("INSERT INTO ghl_import_batches (location_id, kinds) VALUES (%s, '{contacts}') "
+                          "RETURNING id", (location.id,)).fetchone()["id"]
+    advance_batch(repo, ghl_factory, settings, str(batch_id), deadline=far_deadline())
+    batch = assert_counters_true(db, batch_id)
+    assert (batch["status"], batch["total_records"], batch["processed_records"]) == ("completed", 3, 3)
