@@ -52,8 +52,12 @@ class StackConfig:
     @classmethod
     def for_cli(cls) -> "StackConfig":
         url = os.environ.get("DATABASE_URL") or None
+        # The database named in DATABASE_URL; a URL naming the server's maintenance database (postgres) or
+        # none gets a database of the stack's own, ghl_bridge, so the stack never fills `postgres` with tables.
+        name = database.database_name(url) if url else "postgres"
         return cls(state_dir=Path(os.environ.get("GHL_BRIDGE_STATE_DIR", PROJECT_ROOT / ".stack")),
                    server_url=url, seed=True,
+                   database_name="ghl_bridge" if url and name == "postgres" else None,
                    # GHL_BRIDGE_PORTS=auto: free ports instead of the fixed ones (a second stack beside the first)
                    fixed_ports=os.environ.get("GHL_BRIDGE_PORTS", "fixed") != "auto")
 
