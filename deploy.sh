@@ -28,7 +28,7 @@
 #   SECRET_NAME_SCHEDULER_SECRET  ghl-bridge-scheduler-secret
 #   SUPABASE_SERVICE_ROLE_KEY, GHL_WEBHOOK_SECRET, SCHEDULER_SECRET   the values themselves (env)
 #   DATABASE_URL                migrations through psql when the supabase CLI has no linked project
-#   SYNC_SCHEDULE               */5 * * * *     IMPORT_SCHEDULE   * * * * *
+#   SYNC_SCHEDULE               */5 * * * *     IMPORT_SCHEDULE   * * * * *     REPLAY_SCHEDULE  */5 * * * *
 #   SCHEDULER_LOCATION          $GCP_REGION     SCHEDULER_TIME_ZONE  Etc/UTC
 #   FUNCTION_MEMORY             512Mi           FUNCTION_SERVICE_ACCOUNT  (the runtime's default)
 #   BUILD_DIR                   build           PYTHON  python3 (3.11+, standard library only)
@@ -46,6 +46,7 @@ SECRET_NAME_WEBHOOK_SECRET="${SECRET_NAME_WEBHOOK_SECRET:-ghl-bridge-ghl-webhook
 SECRET_NAME_SCHEDULER_SECRET="${SECRET_NAME_SCHEDULER_SECRET:-ghl-bridge-scheduler-secret}"
 SYNC_SCHEDULE="${SYNC_SCHEDULE:-*/5 * * * *}"
 IMPORT_SCHEDULE="${IMPORT_SCHEDULE:-* * * * *}"
+REPLAY_SCHEDULE="${REPLAY_SCHEDULE:-*/5 * * * *}"  # the webhook spool's replay (an action of process-ghl-import)
 SCHEDULER_TIME_ZONE="${SCHEDULER_TIME_ZONE:-Etc/UTC}"
 FUNCTION_MEMORY="${FUNCTION_MEMORY:-512Mi}"
 FUNCTION_SERVICE_ACCOUNT="${FUNCTION_SERVICE_ACCOUNT:-}"
@@ -65,6 +66,7 @@ FUNCTIONS=(
 JOBS=(
   "sync-prospects-to-ghl|sync-prospects-to-ghl|$SYNC_SCHEDULE|{}"
   'process-ghl-import|process-ghl-import|'"$IMPORT_SCHEDULE"'|{"action":"process"}'
+  'replay-webhook-spool|process-ghl-import|'"$REPLAY_SCHEDULE"'|{"action":"replay_spool"}'
 )
 
 DRY_RUN=0 FORCE=0 SKIP_MIGRATIONS=0 SKIP_FUNCTIONS=0 SKIP_SCHEDULER=0

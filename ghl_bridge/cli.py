@@ -8,6 +8,7 @@
     ghl-bridge import pull --location ID [--kinds contacts,calls] [--since ISO] [--json]
     ghl-bridge import process [BATCH] [--json]
     ghl-bridge import status [BATCH] [--json]
+    ghl-bridge replay [--json]                 replay the webhook spool into the database
       (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
@@ -100,6 +101,37 @@ def cmd_build(args: argparse.Namespace) -> int:
     return build.run(args)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay the webhook spool (SPOOL_S3_* and AWS_* from the environment, else the local stack's moto S3)."""
+    from ghl_bridge import operations
+    from shared.adapters.object_spool import spool_from_settings
+    from shared.services.replay_spool import replay_from_settings
+
+    settings, source = operations.connection_settings()
+    if not settings.spool_s3_bucket and not os.environ.get("SUPABASE_URL"):
+        info = operations._local_stack_info() or {}
+        if info.get("s3_endpoint_url"):
+            settings = settings.model_copy(update={"spool_s3_endpoint_url": info["s3_endpoint_url"],
+                                                   "spool_s3_bucket": "ghl-webhook-spool"})
+            for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+                os.environ.setdefault(name, value)  # moto accepts any credentials
+    spool = spool_from_settings(settings)
+    if spool is None:
+        raise operations.OperatorError("no spool configured: set SPOOL_S3_BUCKET (and SPOOL_S3_ENDPOINT_URL, "
+                                       "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or start the local stack")
+    report = replay_from_settings(settings, operations._database(settings), spool).to_dict()
+    report["source"] = source
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"replayed {report['replayed']} ({', '.join(f'{k} {v}' for k, v in report['outcomes'].items()) or '-'}),"
+              f" rejected {report['rejected']}, kept {report['kept']} of {report['listed']} spooled request(s)"
+              f" against {source} in {report['seconds']} s"
+              + (f"; stopped: {report['stopped_by']}" if report["stopped_by"] else "")
+              + (f"; unreadable objects kept: {', '.join(report['unreadable'])}" if report["unreadable"] else ""))
+    return 1 if report["stopped_by"] or report["unreadable"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghl-bridge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ghl_bridge import operations
 
     operations.add_parsers(sub)
+    replay = sub.add_parser("replay", help="replay the webhook spool (requests kept while the database was down)")
+    replay.add_argument("--json", action="store_true", help="print the result as JSON")
+    replay.set_defaults(func=operations._guarded(cmd_replay))
     return parser
 
 

@@ -46,8 +46,20 @@ def get_database():
     return _once("database", build)
 
 
+def get_spool():
+    """The webhook spool (shared.adapters.object_spool.ObjectSpool), or None when SPOOL_S3_BUCKET is not set.
+    Its boto3 client is made on first use, so only a request that spools pays for it."""
+
+    def build():
+        from shared.adapters.object_spool import spool_from_settings
+
+        return spool_from_settings(get_settings())
+
+    return _once("spool", build)
+
+
 def override(**instances: Any) -> None:
-    """Replace dependencies (settings=..., database=...) for tests."""
+    """Replace dependencies (settings=..., database=..., spool=...) for tests."""
     with _lock:
         _instances.update(instances)
 

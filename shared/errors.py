@@ -44,6 +44,7 @@ class PermanentError(BridgeError):
 class TransientError(BridgeError):
     status = 503
     code = "temporarily_unavailable"
+    retry_after_seconds: int | None = None  # when set, answered as a Retry-After header
 
 
 class BadRequest(PermanentError):

@@ -85,6 +85,7 @@ def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
         def wrapper(request):
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
             started = time.perf_counter()
+            retry_after = None
             try:
                 if request.method not in methods:
                     raise errors.MethodNotAllowed(
@@ -92,6 +93,7 @@ def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
                 body, status = fn(request, request_id)
             except errors.BridgeError as exc:
                 body, status = exc.to_body(), errors.http_status(exc)
+                retry_after = getattr(exc, "retry_after_seconds", None)
                 level = log.warning if status < 500 else log.error
                 level("request rejected", extra={"fields": {
                     "function": name, "request_id": request_id, "status": status, "error": exc.code,
@@ -101,6 +103,8 @@ def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
                 body, status = {"error": "internal_error",
                                 "message": f"unexpected error; reference {request_id}"}, 500
             headers = {"X-Request-Id": request_id}
+            if retry_after and status >= 500:
+                headers["Retry-After"] = str(int(retry_after))
             if status == 405:
                 headers["Allow"] = ", ".join(methods)
             log.debug("request done", extra={"fields": {

@@ -14,6 +14,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+# No secret in any log line of the run: the last test greps every stack log and captured output for them.
+pytest_plugins = ["tests.security.secret_scan"]
+
 TEST_WEBHOOK_SECRET = "test-webhook-secret-" + uuid.uuid4().hex
 TEST_SCHEDULER_SECRET = "test-scheduler-secret-" + uuid.uuid4().hex
 

@@ -2,11 +2,14 @@
 
 Glue only: authenticate (headers, then signatures over the raw body), hand the body to the ingest service
 (one database round trip), answer {"outcome", "call_id", "id"}. One JSON summary line per request.
+When the database cannot be reached, the authenticated request is spooled for replay and the answer is 503
+with Retry-After (shared/services/replay_spool.py).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from shared import bootstrap, errors
 from shared.adapters.supabase_db import call_rpc
@@ -23,6 +26,7 @@ _replay_guard = ReplayGuard()
 @function_handler(methods=("POST",), name=NAME)
 def handle(request, request_id: str):
     started = time.perf_counter()
+    received_at = datetime.now(timezone.utc)
     summary = {"function": NAME, "request_id": request_id, "call_id": None, "outcome": None}
     rpc = None
     try:
@@ -37,8 +41,16 @@ def handle(request, request_id: str):
 
         database = bootstrap.get_database()
         rpc = CountingRpc(lambda function, params: call_rpc(database, function, params))
-        result = ingest_webhook_body(raw_body, rpc=rpc, default_region=settings.phone_default_region,
-                                     check_delivery=check_delivery)
+        try:
+            result = ingest_webhook_body(raw_body, rpc=rpc, default_region=settings.phone_default_region,
+                                         check_delivery=check_delivery)
+        except errors.DatabaseUnavailable as exc:
+            from shared.services.replay_spool import keep_for_replay
+
+            unavailable = keep_for_replay(bootstrap.get_spool(), raw_body, received_at=received_at,
+                                          request_id=request_id, cause=exc)
+            summary["spooled"] = unavailable.details["spooled"]
+            raise unavailable from exc
         if delivery.get("id"):
             _replay_guard.remember(delivery["id"])
         summary.update(call_id=result.call_id, outcome=result.outcome, table=result.table, status=200)

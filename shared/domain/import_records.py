@@ -64,7 +64,7 @@ def parse_import_request(body: dict[str, Any]) -> PullRequest | ProcessRequest:
     """The validated body of a process-ghl-import call; BadRequest naming the problem otherwise."""
     action = body.get("action")
     if action not in ("pull", "process"):
-        raise errors.BadRequest(f"action must be \"pull\" or \"process\", not {action!r}"[:200])
+        raise errors.BadRequest(f"action must be \"pull\", \"process\" or \"replay_spool\", not {action!r}"[:200])
     allowed = _PULL_FIELDS if action == "pull" else _PROCESS_FIELDS
     unknown = sorted(set(body) - allowed)
     if unknown:

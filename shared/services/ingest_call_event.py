@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared import errors
@@ -27,6 +28,7 @@ class IngestResult:
     call_id: str | None
     row_id: str | None
     table: str | None
+    already_recorded: bool = False  # a replayed spool object an earlier replay had recorded (nothing written)
 
     def response_body(self) -> dict:
         return {"outcome": self.outcome, "call_id": self.call_id, "id": self.row_id}
@@ -44,19 +46,50 @@ class CountingRpc:
         return self._rpc(function, params)
 
 
+class RejectionNotRecorded(errors.DatabaseUnavailable):
+    """A refused body could not be written to the event log because the database is unavailable.
+
+    `rejection` is why the body was refused. The webhook spools such a request like any other it could not
+    record (the replay records the rejection); a replay keeps the spooled object for its next run."""
+
+    def __init__(self, cause: errors.BridgeError, rejection: errors.BridgeError):
+        super().__init__(cause.message)
+        self.rejection = rejection
+
+
 def _storable_text(raw_body: bytes) -> str:
     # Postgres text holds neither NUL nor invalid UTF-8; everything else is kept as received.
     return raw_body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
 
 
+def _exact_bytes(raw_body: bytes, text: str) -> str | None:
+    """The body as a bytea literal when `text` does not hold it verbatim (invalid UTF-8, NUL), else None."""
+    return None if text.encode("utf-8") == raw_body else "\\x" + raw_body.hex()
+
+
+def _replay_params(received_at: datetime | None, spool_key: str | None) -> dict[str, Any]:
+    # Only a replay sends these: the webhook's own calls stay exactly as they were.
+    if spool_key is None and received_at is None:
+        return {}
+    return {"p_received_at": received_at.isoformat() if received_at else None, "p_spool_key": spool_key}
+
+
 def _reject(rpc: Rpc, raw_body: bytes, error: errors.BridgeError, payload: dict | None = None,
-            call_id: str | None = None, location_id: str | None = None) -> None:
-    """Keep a refused body in the event log. If even that fails, the caller still learns what was wrong
-    with its body (retrying would not fix it); the failure is logged without the body."""
+            call_id: str | None = None, location_id: str | None = None, *,
+            received_at: datetime | None = None, spool_key: str | None = None) -> None:
+    """Keep a refused body in the event log. If the database is unavailable, RejectionNotRecorded (so the
+    request is spooled, not lost); if the database refuses the record itself, the caller still learns what was
+    wrong with its body (retrying would not fix it) and the failure is logged without the body."""
+    text = _storable_text(raw_body)
+    params = {"p_raw_body": text, "p_error": error.message, "p_payload": payload, "p_location_id": location_id,
+              "p_call_id": call_id, **_replay_params(received_at, spool_key)}
+    exact = _exact_bytes(raw_body, text)
+    if exact is not None:
+        params["p_raw_body_bytes"] = exact
     try:
-        rpc("record_rejected_webhook", {"p_raw_body": _storable_text(raw_body), "p_error": error.message,
-                                        "p_payload": payload, "p_location_id": location_id,
-                                        "p_call_id": call_id})
+        rpc("record_rejected_webhook", params)
+    except errors.TransientError as log_error:
+        raise RejectionNotRecorded(log_error, error) from log_error
     except errors.BridgeError as log_error:
         log.error("could not record a rejected webhook", extra={"fields": {
             "error": log_error.code, "reason": log_error.message, "body_bytes": len(raw_body),
@@ -72,16 +105,21 @@ def _guess(payload: dict, *keys: str) -> str | None:
 
 
 def ingest_webhook_body(raw_body: bytes, *, rpc: Rpc, default_region: str = "US",
-                        check_delivery: Callable[[dict], None] | None = None) -> IngestResult:
+                        check_delivery: Callable[[dict], None] | None = None,
+                        received_at: datetime | None = None, spool_key: str | None = None) -> IngestResult:
     """Parse, log and merge one webhook body. Raises BadRequest (400) or UnknownLocation (422) after logging.
 
     check_delivery(payload) runs on the parsed body before anything is written (freshness/replay checks);
     what it raises (401) is not logged, like any failed authentication.
+    A database that cannot be reached raises DatabaseUnavailable (RejectionNotRecorded for a refused body).
+    The replay of a spooled request passes received_at (kept as the event's time) and spool_key (an object
+    already recorded is not recorded again).
     """
+    replay = {"received_at": received_at, "spool_key": spool_key}
     try:
         payload = parse_json_object(raw_body)
     except errors.BadRequest as exc:
-        _reject(rpc, raw_body, exc)
+        _reject(rpc, raw_body, exc, **replay)
         raise
     if check_delivery is not None:
         check_delivery(payload)
@@ -89,19 +127,19 @@ def ingest_webhook_body(raw_body: bytes, *, rpc: Rpc, default_region: str = "US"
         record = parse_call_payload(payload, default_region)
     except errors.BadRequest as exc:
         _reject(rpc, raw_body, exc, payload, call_id=_guess(payload, "callId", "call_id", "messageId"),
-                location_id=_guess(payload, "locationId", "location_id"))
+                location_id=_guess(payload, "locationId", "location_id"), **replay)
         raise
 
     try:
-        result = rpc("ingest_call_event", {"p_call": record.to_sql_payload()})
+        result = rpc("ingest_call_event", {"p_call": record.to_sql_payload(), **_replay_params(**replay)})
     except errors.BadRequest as exc:
         # The database refused the values (e.g. a \u0000 inside a string, which jsonb cannot hold): nothing was
         # written, so the delivery is logged as rejected with its raw body.
-        _reject(rpc, raw_body, exc, None, record.external_call_id, record.location_id)
+        _reject(rpc, raw_body, exc, None, record.external_call_id, record.location_id, **replay)
         raise
     outcome = result.get("outcome")
     if outcome == "unknown_location":
         raise errors.UnknownLocation(
             result.get("error") or "no active GHL integration for this location")
     return IngestResult(outcome=outcome, call_id=record.external_call_id, row_id=result.get("id"),
-                        table=result.get("table"))
+                        table=result.get("table"), already_recorded=bool(result.get("already_recorded")))

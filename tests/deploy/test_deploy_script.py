@@ -112,12 +112,14 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
         assert ("SCHEDULER_SECRET=***" in line) == (name != "ghl-call-webhook")
         assert (tmp_path / "build" / name / "main.py").is_file()  # the local build step did run
     jobs = _commands(out, "+ gcloud scheduler jobs create http ")
-    assert len(jobs) == 2
-    sync, process = jobs
+    assert len(jobs) == 3
+    sync, process, replay = jobs
     assert sync.split()[6] == "sync-prospects-to-ghl" and '"--schedule=*/5 * * * *"' in sync
     assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/sync-prospects-to-ghl" in sync
     assert process.split()[6] == "process-ghl-import" and '"--schedule=* * * * *"' in process
     assert """'--message-body={"action":"process"}'""" in process
+    assert replay.split()[6] == "replay-webhook-spool" and """'--message-body={"action":"replay_spool"}'""" in replay
+    assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/process-ghl-import" in replay
     for job in jobs:
         assert "--http-method=POST" in job and "Authorization=Bearer ***" in job and "--location=europe-west1" in job
     assert len(_commands(out, "+ psql ***")) == len(list(MIGRATIONS_DIR.glob("*.sql"))) + 2
@@ -180,7 +182,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
                            "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET}
     assert deploys[1]["flags_file"]["--set-env-vars"]["SCHEDULER_SECRET"] == SCHEDULER_SECRET
     creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
-    assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import"]
+    assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool"]
     for create in creates:
         assert create["flags_file"] == {"--headers": {"Authorization": f"Bearer {SCHEDULER_SECRET}",
                                                       "Content-Type": "application/json"}}
@@ -199,7 +201,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert deployed == ["sync-prospects-to-ghl", "process-ghl-import"]  # their labels differ from the webhook's
     assert "ghl-call-webhook: unchanged" in second.stderr
     updates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "update", "http"]]
-    assert [c["args"][4] for c in updates] == ["sync-prospects-to-ghl", "process-ghl-import"]
+    assert [c["args"][4] for c in updates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool"]
     assert updates[0]["flags_file"]["--update-headers"]["Authorization"] == f"Bearer {SCHEDULER_SECRET}"
     assert not [c for c in calls if c["args"][:3] == ["scheduler", "jobs", "create"]]
 
