@@ -103,9 +103,8 @@ def _spool_call(what: str, operation: Callable[[], Any]) -> Any:
 
 
 def _is_missing(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
-    return code in ("NoSuchKey", "404")
+    response = getattr(exc, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
 
 
 def replay_spool(spool, rpc: Rpc, *, default_region: str = "US", deadline: float | None = None,
@@ -128,16 +127,16 @@ def replay_spool(spool, rpc: Rpc, *, default_region: str = "US", deadline: float
                 report.stopped_by = report.stopped_by or "deadline"
             return
         try:
-            request = _spool_call("get", lambda: spool.get(key))
-        except SpoolUnavailable as exc:
-            if _is_missing(exc):  # another replay finished it meanwhile
-                return
-            _stop(exc.message)
-            return
+            request = spool.get(key)
         except (ValueError, KeyError, TypeError) as exc:  # not a spool document: keep it for a person to look at
             log.error("unreadable spool object kept", extra={"fields": {"spool_key": key, "error": type(exc).__name__}})
             with lock:
                 report.unreadable.append(key)
+            return
+        except Exception as exc:  # noqa: BLE001 - botocore's errors: the object store is unavailable
+            if _is_missing(exc):  # another replay finished it meanwhile
+                return
+            _stop(f"object store unavailable (get: {type(exc).__name__})", key)
             return
         try:
             result = ingest_webhook_body(request.body, rpc=rpc, default_region=default_region,
