@@ -122,15 +122,11 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run_as_owner(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
-        preexec = None
         if os.geteuid() == 0:
+            # user/group rather than a preexec_fn: safe when the caller runs threads (fault injection does)
             nobody = pwd.getpwnam("nobody")
-
-            def preexec() -> None:  # noqa: F811 - drop privileges in the child only
-                os.setgid(nobody.pw_gid)
-                os.setuid(nobody.pw_uid)
-
-        return subprocess.run(args, preexec_fn=preexec, check=True, **kwargs)
+            kwargs.update(user=nobody.pw_uid, group=nobody.pw_gid)
+        return subprocess.run(args, check=True, **kwargs)
 
     def _make_binaries_usable(self) -> None:
         for path in self.bin_dir.iterdir():

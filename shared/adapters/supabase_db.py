@@ -42,9 +42,11 @@ def map_database_error(exc: BaseException) -> errors.BridgeError:
             return errors.BadRequest(exc.message or "rejected by the database",
                                      details={k: v for k, v in {"code": code, "hint": exc.hint,
                                                                 "details": exc.details}.items() if v})
-        if not code:
-            # A 5xx from the gateway with no PostgREST body: PostgREST is down behind it.
-            return errors.DatabaseUnavailable("database API answered without a PostgREST error body")
+        if not code or code in ("502", "503", "504"):
+            # A 5xx from the gateway with no PostgREST body (postgrest-py then puts the HTTP status in `code`):
+            # PostgREST is down behind it.
+            return errors.DatabaseUnavailable("database API answered without a PostgREST error body"
+                                              + (f" (HTTP {code})" if code else ""))
         return errors.BridgeError(f"database error {code}: {exc.message}")
     return errors.BridgeError(f"database call failed ({type(exc).__name__})")
 

@@ -189,8 +189,20 @@ def call_rows(db, prefix: str, table: str = "sales_calls") -> dict[int, dict]:
         index = int(row["external_call_id"].rsplit("-", 1)[1])
         assert index not in result, f"two rows for call {index}"
         kept = {k: v for k, v in row.items() if k not in RUN_COLUMNS}
-        kept["raw_payload"] = {k: v for k, v in (row["raw_payload"] or {}).items() if k not in ("callId", "locationId")}
+        kept["raw_payload"] = _comparable_payload(row["raw_payload"] or {})
         result[index] = kept
+    return result
+
+
+def _comparable_payload(raw: dict) -> dict:
+    """raw_payload keeps each hit as received under a key derived from the hit (ids included): compare the hits
+    themselves, without the run's ids."""
+    def strip(hit):
+        return {k: v for k, v in hit.items() if k not in ("callId", "locationId")} if isinstance(hit, dict) else hit
+
+    result = {k: strip(v) for k, v in raw.items() if k != "hits"}
+    if isinstance(raw.get("hits"), dict):
+        result["hits"] = sorted((strip(hit) for hit in raw["hits"].values()), key=lambda h: json.dumps(h, sort_keys=True))
     return result
 
 
@@ -210,3 +222,14 @@ def new_internal_location(db, prefix: str) -> str:
     location_id = f"loc-{prefix}"
     db.execute("INSERT INTO ghl_integrations (location_id, api_token) VALUES (%s, 'storm-token')", (location_id,))
     return location_id
+
+
+def differences(expected: dict[int, dict], got: dict[int, dict], limit: int = 10) -> list[str]:
+    """What differs between two storms' rows (missing calls, then column by column), at most `limit` lines."""
+    found = [f"call {i}: missing" for i in sorted(set(expected) - set(got))]
+    found += [f"call {i}: not expected" for i in sorted(set(got) - set(expected))]
+    for index in sorted(set(expected) & set(got)):
+        for column in sorted(set(expected[index]) | set(got[index])):
+            if expected[index].get(column) != got[index].get(column):
+                found.append(f"call {index}.{column}: {expected[index].get(column)!r} != {got[index].get(column)!r}")
+    return found[:limit]
