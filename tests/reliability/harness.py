@@ -15,6 +15,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -233,3 +234,107 @@ def differences(expected: dict[int, dict], got: dict[int, dict], limit: int = 10
             if expected[index].get(column) != got[index].get(column):
                 found.append(f"call {index}.{column}: {expected[index].get(column)!r} != {got[index].get(column)!r}")
     return found[:limit]
+
+
+# ---- import worker killed mid-chunk --------------------------------------------------------------------
+
+WORKER_SCRIPT = r'''
+import json, sys, time
+mode, supabase_url, key, database_url, batch_id, chunk = sys.argv[1:7]
+if mode == "service":  # the import process service, as the function runs it (PostgREST in between)
+    from shared.adapters.import_repository import ImportRepository
+    from shared.adapters.supabase_db import create_service_client
+    from shared.config import Settings
+    from shared.services.import_batches import advance_batch, ghl_client_factory
+    settings = Settings(supabase_url=supabase_url, supabase_service_role_key=key, import_chunk_size=int(chunk))
+    repo = ImportRepository(create_service_client(supabase_url, key, timeout=120))
+    print("working", flush=True)
+    advance_batch(repo, ghl_client_factory(settings), settings, batch_id, deadline=time.monotonic() + 300)
+else:  # a worker holding its chunk's transaction open (the chunk done, not committed)
+    import psycopg
+    conn = psycopg.connect(database_url)
+    result = conn.execute("SELECT process_import_chunk(%s, %s, false)", (batch_id, int(chunk))).fetchone()[0]
+    print(json.dumps({"claimed": result["claimed"]}), flush=True)
+    time.sleep(600)
+'''
+
+
+def stage_contacts_batch(db, location_id: str, contacts: int, matched_every: int = 2) -> str:
+    """A batch of `contacts` staged contacts (pull complete), every `matched_every`-th matching a prospect by email."""
+    tag = uuid.uuid4().hex[:10]
+    batch_id = db.execute("SELECT (create_import_batch(%s, '{contacts}', NULL, NULL)) ->> 'id' AS id",
+                          (location_id,)).fetchone()["id"]
+    emails = [f"{tag}.{i}@example.com" for i in range(contacts)]
+    with db.cursor() as cursor:
+        cursor.executemany("INSERT INTO sales_prospects (first_name, last_name, email) VALUES ('Kill', 'Test', %s)",
+                           [(email,) for email in emails[::matched_every]])
+    records = [{"external_id": f"k{tag}{i}", "raw_data": {"id": f"k{tag}{i}", "email": email, "firstName": "Kill"}}
+               for i, email in enumerate(emails)]
+    db.execute("SELECT stage_import_page(%s, 'contacts', %s::jsonb, NULL, '{}'::jsonb, true)",
+               (batch_id, json.dumps(records)))
+    return batch_id
+
+
+def batch_counts(db, batch_id: str) -> dict:
+    """The batch row and its staging rows' states, read in one snapshot."""
+    return db.execute(
+        "SELECT b.status, b.total_records, b.processed_records, b.error_count, c.* FROM ghl_import_batches b, LATERAL ("
+        "  SELECT count(*) AS staged, count(*) FILTER (WHERE status IN ('imported', 'skipped', 'error')) AS final,"
+        "  count(*) FILTER (WHERE status = 'error') AS errors,"
+        "  count(*) FILTER (WHERE status IN ('pending', 'matched')) AS open"
+        "  FROM ghl_import_staging WHERE batch_id = b.id) c WHERE b.id = %s", (batch_id,)).fetchone()
+
+
+def counters_true(counts: dict) -> bool:
+    return counts["processed_records"] == counts["final"] and counts["error_count"] == counts["errors"] \
+        and counts["total_records"] == counts["staged"]
+
+
+def kill_worker_mid_chunk(stack_info: dict, db, batch_id: str, mode: str, chunk: int, root) -> dict:
+    """Start a worker subprocess on the batch and SIGKILL it while its chunk's transaction is open.
+
+    mode "service": killed while process_import_chunk runs in Postgres (seen in pg_stat_activity);
+    mode "open_transaction": killed after the chunk's statement returned, before its commit.
+    Returns what was seen: {"killed_while": ..., "seconds_to_kill": ...}."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, mode, stack_info["supabase_url"],
+                               stack_info["service_role_key"], stack_info["database_url"], batch_id, str(chunk)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+    started = time.monotonic()
+    seen = None
+    try:
+        if mode == "service":
+            while time.monotonic() - started < 60 and worker.poll() is None:
+                row = db.execute("SELECT state FROM pg_stat_activity WHERE datname = current_database() AND "
+                                 "query LIKE '%%process_import_chunk%%' AND pid <> pg_backend_pid() AND "
+                                 "state = 'active'").fetchone()
+                if row:
+                    seen = "process_import_chunk running in Postgres"
+                    break
+                time.sleep(0.002)
+        else:
+            line = worker.stdout.readline()
+            seen = f"after the chunk ({line.strip()}), before its commit"
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        worker.wait(timeout=30)
+    if seen is None:
+        raise AssertionError(f"the worker never ran its chunk: {worker.stderr.read()[-2000:]}")
+    return {"killed_while": seen, "seconds_to_kill": round(time.monotonic() - started, 3),
+            "returncode": worker.returncode}
+
+
+def wait_for_no_chunk_running(db, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not db.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND "
+                          "query LIKE '%%process_import_chunk%%' AND pid <> pg_backend_pid() AND "
+                          "state IN ('active', 'idle in transaction')").fetchone():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("a chunk is still running")
