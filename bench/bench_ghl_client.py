@@ -100,11 +100,14 @@ def body(location: SandboxLocation, i: int) -> dict:
             "companyName": "Bench Inc", "source": "Portal Sync", "tags": ["bench"]}
 
 
+MAX_IN_FLIGHT = 16  # GhlClient's and the settings' default; --max-in-flight changes it
+
+
 async def client_run(location: SandboxLocation, n: int, started: float) -> tuple[list[float], int]:
     done: list[float] = []
     failed = 0
     async with GhlClient(location_id=location.id, token=location.token, base_url=location.base_url,
-                         daily_reserve=0) as ghl:
+                         daily_reserve=0, max_in_flight=MAX_IN_FLIGHT) as ghl:
         async def one(i: int) -> None:
             nonlocal failed
             try:
@@ -161,14 +164,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upserts", type=int, default=600, help="upserts per location (default 600)")
     parser.add_argument("--quick", action="store_true", help="150 upserts per location (a smoke run)")
+    parser.add_argument("--max-in-flight", type=int, default=16, help="GhlClient's max_in_flight (default 16)")
     args = parser.parse_args()
     n = 150 if args.quick else args.upserts
+    global MAX_IN_FLIGHT
+    MAX_IN_FLIGHT = args.max_in_flight
 
     process, url = start_sandbox()
     try:
         admin = SandboxAdmin(url)
         print(f"GHL sandbox at {url}: {BURST} requests / {WINDOW_MS / 1000:g} s per location, "
-              f"{LATENCY_MS} ms latency; {n} upserts per location; machine: {os.cpu_count()} cores (shared)")
+              f"{LATENCY_MS} ms latency; {n} upserts per location; GhlClient max_in_flight {MAX_IN_FLIGHT}; "
+              f"machine: {os.cpu_count()} cores (shared)")
         print(f"budget share = fastest the budget allows ({(math.ceil(n / BURST) - 1) * WINDOW_MS / 1000:g} s + "
               f"{LATENCY_MS} ms) / measured elapsed")
         results = [

@@ -23,9 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghl_bridge.sandbox import contract
-from ghl_bridge.sandbox.state import (
-    Location, LocationLimits, SandboxRequestError, SandboxState, new_id,
-)
+from ghl_bridge.sandbox.state import Faults, Location, LocationLimits, SandboxRequestError, SandboxState, new_id
 
 JSON = "application/json"
 
@@ -294,8 +292,6 @@ class GhlSandbox:
     async def admin_faults(self, request: Request) -> dict:
         location = self._location(request)
         body = await self._json_body(request)
-        from ghl_bridge.sandbox.state import Faults
-
         known = set(Faults.__dataclass_fields__)
         unknown = sorted(set(body) - known)
         if unknown:

@@ -11,8 +11,8 @@ GHL limits each location to a burst of `X-RateLimit-Max` requests per `X-RateLim
   the real limits; from then on every response re-reads them (limits differ per location);
 - trusts the server when it says fewer requests remain than we counted (another worker or token
   spends the same location's budget): the difference is added to the window as "phantom" starts;
-- after a 429 the window counts as full (so callers wait until it frees), or waits as long as a
-  Retry-After header says;
+- after a 429 waits as long as a Retry-After header says, or (GHL documents none) counts the
+  window as full, so callers wait until it frees;
 - estimates the daily remainder from X-RateLimit-Daily-Remaining minus what was sent since, and
   refuses to send (BudgetExhausted) once only the caller's reserve would be left.
 
@@ -200,10 +200,11 @@ class LocationRateLimiter:
                 self.daily_limit = reported.daily_limit
             if status_code == 429:
                 self.rate_limited += 1
-                # The server's window was full without this request, which stays in ours: max + 1.
-                server_used = self.max_requests + 1
-                if reported.retry_after_seconds is not None:
+                if reported.retry_after_seconds is not None:  # the server says how long: believe it
                     self._blocked_until = max(self._blocked_until, now + reported.retry_after_seconds)
+                    server_used = None
+                else:  # the window was full without this request, which stays in ours: max + 1
+                    server_used = self.max_requests + 1
             elif reported.remaining is not None:
                 server_used = self.max_requests - reported.remaining  # counts this request
             else:

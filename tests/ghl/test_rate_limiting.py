@@ -92,14 +92,21 @@ def test_the_server_saying_fewer_remain_adds_phantom_starts():
     assert limiter._wait_seconds(clock.now) > 0
 
 
-def test_a_429_fills_the_window_and_retry_after_blocks():
+def test_a_429_without_retry_after_fills_the_window():
     limiter, clock = calibrated(max_=10)
     permit = take(limiter)
-    limiter.observe(permit, headers(remaining=0, retry_after=3), 429)
-    assert limiter.rate_limited == 1
-    assert limiter._wait_seconds(clock.now) == pytest.approx(3.0)
-    clock.now += 3.0
-    assert limiter._wait_seconds(clock.now) == 0  # the window (1 s) freed before Retry-After ended
+    limiter.observe(permit, headers(remaining=0), 429)
+    assert limiter.rate_limited == 1 and limiter.phantom_starts == 9
+    assert limiter._wait_seconds(clock.now) == pytest.approx(limiter.window_seconds, abs=1e-3)
+
+
+def test_a_429_with_retry_after_waits_that_long():
+    limiter, clock = calibrated(max_=10)
+    permit = take(limiter)
+    limiter.observe(permit, headers(remaining=0, retry_after=0.3), 429)
+    assert limiter._wait_seconds(clock.now) == pytest.approx(0.3)
+    clock.now += 0.3
+    assert limiter._wait_seconds(clock.now) == 0
 
 
 def test_daily_budget_stops_at_the_reserve():
