@@ -1,6 +1,6 @@
 """GHL's own OpenAPI files as the sandbox's contract: every request and response is validated.
 
-The files live in ../shared/ghl-openapi (GHL's public API docs, CC0). They fail strict document
+The files live in contracts/ghl-openapi (copied unchanged from GHL's public API docs, CC0). They fail strict document
 validation, so they are loaded without it (as their README says); request and response validation
 work. A few documented facts contradict the files; those are patched in memory, each one named in
 KNOWN_DOC_BUGS (GHL-FACTS.md has the evidence), so the sandbox can answer as GHL really does and
@@ -38,10 +38,10 @@ KNOWN_DOC_BUGS = (
 
 
 def spec_dir() -> Path:
-    """GHL_OPENAPI_DIR, else ../shared/ghl-openapi next to the checkout (where the project keeps it)."""
+    """GHL_OPENAPI_DIR, else the copy kept in the repository (contracts/ghl-openapi, CC0, see its README)."""
     configured = os.environ.get("GHL_OPENAPI_DIR")
     candidates = [Path(configured)] if configured else []
-    candidates += [PROJECT_ROOT.parent / "shared" / "ghl-openapi", Path("/work/shared/ghl-openapi")]
+    candidates += [PROJECT_ROOT / "contracts" / "ghl-openapi"]
     for candidate in candidates:
         if (candidate / SPEC_FILES["contacts"]).is_file():
             return candidate

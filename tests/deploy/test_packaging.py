@@ -24,7 +24,7 @@ from ghl_bridge.stack.processes import free_port
 from tests.conftest import TEST_SCHEDULER_SECRET, TEST_WEBHOOK_SECRET, unique
 
 pytestmark = pytest.mark.stack
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 
 
 @pytest.fixture(scope="session")

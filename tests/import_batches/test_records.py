@@ -13,7 +13,7 @@ from shared.domain.import_records import (
     ProcessRequest, PullRequest, contact_filters, parse_import_request, staged_call, staged_contact,
 )
 
-EXPORT_PAGE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ghl-api" / "messages-export-page.json"
+EXPORT_PAGE = Path(__file__).resolve().parents[1] / "fixtures" / "ghl-api" / "messages-export-page.json"
 
 
 def test_pull_request_defaults_and_order():

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import TEST_WEBHOOK_SECRET, unique
 
 # The workplace's shared/ folder sits beside the checkout (also in CI, beside the fresh clone).
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 FUNCTION_SOURCE = Path(__file__).resolve().parents[2] / "functions" / "ghl_call_webhook" / "main.py"
 
 
