@@ -38,6 +38,22 @@ def read_body(request, max_bytes: int) -> bytes:
     return data
 
 
+MAX_JSON_DEPTH = 100  # objects/arrays within each other; deeper bodies are refused (no real payload comes near)
+
+
+def _nesting_depth(value, limit: int) -> int:
+    """How deeply objects and arrays nest (iteratively: no recursion limit), stopping once past `limit`."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                break
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_json_object(raw: bytes) -> dict:
     try:
         text = raw.decode("utf-8")
@@ -53,6 +69,8 @@ def parse_json_object(raw: bytes) -> dict:
         raise errors.BadRequest("body is not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise errors.BadRequest(f"body must be a JSON object, not {type(value).__name__}")
+    if _nesting_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise errors.BadRequest(f"body is nested too deeply: more than {MAX_JSON_DEPTH} levels of objects and arrays")
     return value
 
 
