@@ -64,12 +64,12 @@ def _signature_bytes(value: str, header: str) -> bytes:
 
 
 def verify_signatures(headers, raw_body: bytes, settings) -> list[str]:
-    """Step 2. Returns the signature headers that were verified (empty when none applied)."""
-    from cryptography.exceptions import InvalidSignature
-
+    """Step 2. Returns the signature headers that were verified (empty when none applied).
+    `cryptography` is imported only when a signature is to be checked (workflow webhooks never need it)."""
     verified = []
     rsa_signature = headers.get(RSA_SIGNATURE_HEADER)
     if rsa_signature and settings.ghl_webhook_rsa_public_key:
+        from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -84,6 +84,7 @@ def verify_signatures(headers, raw_body: bytes, settings) -> list[str]:
         verified.append(RSA_SIGNATURE_HEADER)
     ed_signature = headers.get(ED25519_SIGNATURE_HEADER)
     if ed_signature and settings.ghl_webhook_ed25519_public_key:
+        from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
         key = _public_key(settings.ghl_webhook_ed25519_public_key)
