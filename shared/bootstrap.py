@@ -12,7 +12,7 @@ from typing import Any
 from shared.config import Settings
 from shared.logs import configure_logging, register_secret
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: one dependency's builder may ask for another
 _instances: dict[str, Any] = {}
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
 
 from shared import errors
-from shared.logs import get_logger
+from shared.logs import configure_logging, get_logger
 
 log = get_logger("http")
 
@@ -99,6 +100,9 @@ def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
     """Wrap a handler `fn(request, request_id) -> (body, status)` with method check and error mapping."""
 
     def decorate(fn: Callable) -> Callable:
+        # JSON logs from the first request on, even one refused before the settings are read (a 405).
+        configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+
         @functools.wraps(fn)
         def wrapper(request):
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
