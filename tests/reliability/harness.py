@@ -221,7 +221,8 @@ def event_counts(db, location_id: str) -> dict[str, int]:
 
 def new_internal_location(db, prefix: str) -> str:
     location_id = f"loc-{prefix}"
-    db.execute("INSERT INTO ghl_integrations (location_id, api_token) VALUES (%s, 'storm-token')", (location_id,))
+    db.execute("INSERT INTO ghl_integrations (location_id, api_token) VALUES (%s, %s)",
+               (location_id, "storm-token-" + uuid.uuid4().hex))
     return location_id
 
 
