@@ -285,3 +285,26 @@ def test_ghl_bridge_replay_json(stack, db, spool, webhook, monkeypatch, capsys):
     monkeypatch.delenv("SPOOL_S3_BUCKET")
     assert main(["replay"]) == 2
     assert "no spool configured" in capsys.readouterr().err
+
+
+def test_the_normal_path_never_imports_boto3(stack, db):
+    """boto3 costs cold-start time: only a request that spools imports it (checked in a fresh interpreter)."""
+    import os
+    import subprocess
+    import sys
+
+    location = integration(db)
+    script = f"""
+import json, sys
+from functions_framework import create_app
+client = create_app(target="handle", source={str(FUNCTION_SOURCE)!r}).test_client()
+body = json.dumps({completed_hit(unique("call"), location)!r})
+answer = client.post("/", data=body, headers={HEADERS!r})
+print(answer.status_code, "boto3" in sys.modules, "shared.services.replay_spool" in sys.modules)
+"""
+    env = {**os.environ, "SUPABASE_URL": stack["supabase_url"], "SUPABASE_SERVICE_ROLE_KEY": stack["service_role_key"],
+           "GHL_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET, "SPOOL_S3_BUCKET": "ghl-webhook-spool",
+           "SPOOL_S3_ENDPOINT_URL": stack["s3_endpoint_url"], "PYTHONPATH": str(FUNCTION_SOURCE.parents[2])}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-3:] == ["200", "False", "False"], run.stdout
