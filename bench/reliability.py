@@ -314,7 +314,7 @@ def main() -> int:
     finally:
         stack.down()
     total = time.monotonic() - started
-    command = "DATABASE_URL=... .venv/bin/python bench/reliability.py" + (" --quick" if args.quick else "")
+    command = ".venv/bin/python bench/reliability.py" + (" --quick" if args.quick else "")
     header = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}` in {total:.0f} s on "
               f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()} (a machine shared with "
               "other work: times are noisy; counts are exact).", ""]
