@@ -98,8 +98,11 @@ def test_import_process_advances_open_batches(hosted_env, service_client, ghl_sa
     ghl_sandbox.seed(sandbox_location.id, contacts=5)
     # A batch created but never pulled (as if its first invocation had died at once).
     batch_id = ImportRepository(service_client).create_batch(sandbox_location.id, ["contacts"], None, None)["id"]
-    assert main(["import", "process", "--json"]) == 0
+    code = main(["import", "process", "--json"])
     batches = {b["id"]: b for b in _json(capsys)["batches"]}
+    # Every open batch of the shared test database is advanced, other tests' too: one of theirs may end
+    # failed (exit 1 says so); this test's batch must complete.
+    assert code == (1 if any(b["status"] == "failed" for b in batches.values()) else 0)
     assert batches[batch_id]["status"] == "completed", json.dumps(batches[batch_id])
     assert batches[batch_id]["processed_records"] == 5 and batches[batch_id]["run"]["records_staged"] == 5
 
