@@ -26,7 +26,10 @@
 #   SECRET_NAME_SERVICE_ROLE_KEY  ghl-bridge-supabase-service-role-key  Secret Manager names (secret-manager)
 #   SECRET_NAME_WEBHOOK_SECRET    ghl-bridge-ghl-webhook-secret
 #   SECRET_NAME_SCHEDULER_SECRET  ghl-bridge-scheduler-secret
+#   SECRET_NAME_SPOOL_ACCESS_KEY_ID ghl-bridge-spool-access-key-id   (only with SPOOL_S3_BUCKET)
+#   SECRET_NAME_SPOOL_SECRET_ACCESS_KEY ghl-bridge-spool-secret-access-key
 #   SUPABASE_SERVICE_ROLE_KEY, GHL_WEBHOOK_SECRET, SCHEDULER_SECRET   the values themselves (env)
+#   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the spool's S3 credentials (env, only with SPOOL_S3_BUCKET)
 #   DATABASE_URL                migrations through psql when the supabase CLI has no linked project
 #   SYNC_SCHEDULE               */5 * * * *     IMPORT_SCHEDULE   * * * * *     REPLAY_SCHEDULE  */5 * * * *
 #   SCHEDULER_LOCATION          $GCP_REGION     SCHEDULER_TIME_ZONE  Etc/UTC
@@ -44,6 +47,10 @@ SECRETS_SOURCE="${SECRETS_SOURCE:-secret-manager}"
 SECRET_NAME_SERVICE_ROLE_KEY="${SECRET_NAME_SERVICE_ROLE_KEY:-ghl-bridge-supabase-service-role-key}"
 SECRET_NAME_WEBHOOK_SECRET="${SECRET_NAME_WEBHOOK_SECRET:-ghl-bridge-ghl-webhook-secret}"
 SECRET_NAME_SCHEDULER_SECRET="${SECRET_NAME_SCHEDULER_SECRET:-ghl-bridge-scheduler-secret}"
+SECRET_NAME_SPOOL_ACCESS_KEY_ID="${SECRET_NAME_SPOOL_ACCESS_KEY_ID:-ghl-bridge-spool-access-key-id}"
+SECRET_NAME_SPOOL_SECRET_ACCESS_KEY="${SECRET_NAME_SPOOL_SECRET_ACCESS_KEY:-ghl-bridge-spool-secret-access-key}"
+# With SPOOL_S3_BUCKET set, the functions that write or replay the spool get its S3 credentials too.
+SPOOL_SECRETS="AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY"
 SYNC_SCHEDULE="${SYNC_SCHEDULE:-*/5 * * * *}"
 IMPORT_SCHEDULE="${IMPORT_SCHEDULE:-* * * * *}"
 REPLAY_SCHEDULE="${REPLAY_SCHEDULE:-*/5 * * * *}"  # the webhook spool's replay (an action of process-ghl-import)
@@ -181,6 +188,7 @@ check_requirements() {
 needed_secrets() {  # the secret env vars the selected steps need
   local names=()
   (( SKIP_FUNCTIONS )) || names+=(SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET)
+  if (( ! SKIP_FUNCTIONS )) && [[ -n ${SPOOL_S3_BUCKET:-} ]]; then names+=($SPOOL_SECRETS); fi
   (( SKIP_SCHEDULER )) || names+=(SCHEDULER_SECRET)
   printf '%s\n' "${names[@]+"${names[@]}"}" | sort -u
 }
@@ -193,7 +201,7 @@ migration_tool() {  # supabase | psql | none
 
 load_env_secrets() {  # known secret values, so every printout can mask them
   local name
-  for name in SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET DATABASE_URL SUPABASE_DB_PASSWORD; do
+  for name in SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET DATABASE_URL SUPABASE_DB_PASSWORD $SPOOL_SECRETS; do
     [[ -n ${!name:-} ]] && SECRET_VALUES+=("${!name}")
   done
   return 0
@@ -251,6 +259,8 @@ secret_ref() {  # secret_ref ENV_NAME: its Secret Manager secret name
     SUPABASE_SERVICE_ROLE_KEY) printf '%s' "$SECRET_NAME_SERVICE_ROLE_KEY" ;;
     GHL_WEBHOOK_SECRET) printf '%s' "$SECRET_NAME_WEBHOOK_SECRET" ;;
     SCHEDULER_SECRET) printf '%s' "$SECRET_NAME_SCHEDULER_SECRET" ;;
+    AWS_ACCESS_KEY_ID) printf '%s' "$SECRET_NAME_SPOOL_ACCESS_KEY_ID" ;;
+    AWS_SECRET_ACCESS_KEY) printf '%s' "$SECRET_NAME_SPOOL_SECRET_ACCESS_KEY" ;;
   esac
 }
 
@@ -274,6 +284,7 @@ artifact_digest() {  # artifact_digest DIR: sha256 over the artifact's files and
 deploy_function() {
   local spec=$1 name timeout secrets
   IFS='|' read -r name timeout secrets <<<"$spec"
+  if [[ -n ${SPOOL_S3_BUCKET:-} && $name != sync-prospects-to-ghl ]]; then secrets+=" $SPOOL_SECRETS"; fi
   local source="$BUILD_DIR/$name"
   [[ $source == /* ]] || source="$ROOT/$source"
   local args=(gcloud functions deploy "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" --gen2

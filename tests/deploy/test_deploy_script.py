@@ -143,6 +143,26 @@ def test_dry_run_with_secret_manager_references_secret_names(tmp_path, bin_dirs)
     assert "psql" not in result.stdout and _calls(tmp_path) == []
 
 
+def test_a_configured_spool_gives_its_s3_credentials_to_the_functions_that_use_it(tmp_path, bin_dirs):
+    spool = {"SPOOL_S3_BUCKET": "ghl-spool", "SPOOL_S3_ENDPOINT_URL": "https://abcd.supabase.co/storage/v1/s3"}
+    result = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env=spool)
+    assert result.returncode == 0, result.stderr
+    webhook, sync, process = _commands(result.stdout, "+ gcloud functions deploy ")
+    for line in (webhook, process):  # the webhook writes the spool, the import function replays it
+        assert "AWS_ACCESS_KEY_ID=ghl-bridge-spool-access-key-id:latest" in line
+        assert "AWS_SECRET_ACCESS_KEY=ghl-bridge-spool-secret-access-key:latest" in line
+        assert "SPOOL_S3_BUCKET=ghl-spool" in line
+    assert "AWS_ACCESS_KEY_ID" not in sync
+    key_secret = "spool-secret-" + uuid.uuid4().hex
+    missing = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations",
+                   env={**spool, **ENV_SECRETS, "AWS_ACCESS_KEY_ID": "AKIA-TEST"})
+    assert missing.returncode == 2 and "AWS_SECRET_ACCESS_KEY" in missing.stdout + missing.stderr
+    masked = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations",
+                  env={**spool, **ENV_SECRETS, "AWS_ACCESS_KEY_ID": "AKIA-TEST", "AWS_SECRET_ACCESS_KEY": key_secret})
+    assert masked.returncode == 0, masked.stderr
+    assert key_secret not in masked.stdout + masked.stderr and "AWS_SECRET_ACCESS_KEY=***" in masked.stdout
+
+
 @pytest.mark.parametrize("unset, message", [
     (["GCP_PROJECT"], "missing variable(s): GCP_PROJECT"),
     (["GCP_REGION", "SUPABASE_URL"], "missing variable(s): GCP_REGION SUPABASE_URL"),
