@@ -1,8 +1,9 @@
 """What every function handler shares: method and size checks, auth for scheduler calls, error mapping.
 
-A handler is `@function_handler(methods=("POST",))` around `def handle(request) -> (body, status)`;
-errors raised inside become JSON answers with the status `errors.http_status` gives, and an
-unexpected exception becomes a 500 that says nothing of its cause (logged with a request id).
+A handler is `@function_handler(methods=("POST",), name=..., summary_message=...)` around
+`def handle(request, request_id, summary) -> (body, status)`; errors raised inside become JSON answers
+with the status `errors.http_status` gives, an unexpected exception becomes a 500 that says nothing of
+its cause (logged with a request id), and every request ends in one JSON summary line.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import logging
 import os
 import time
 import uuid
@@ -96,8 +98,15 @@ def require_scheduler_auth(request, settings) -> None:
         raise errors.Unauthorized("missing or wrong credentials: send Authorization: Bearer <SCHEDULER_SECRET>")
 
 
-def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
-    """Wrap a handler `fn(request, request_id) -> (body, status)` with method check and error mapping."""
+def function_handler(*, methods: tuple[str, ...], name: str, summary_message: str = "request handled",
+                     logger: logging.Logger | None = None) -> Callable:
+    """Wrap a handler `fn(request, request_id, summary) -> (body, status)`: method check, error mapping, and
+    ONE JSON summary line per request (`summary_message`, on the function's logger).
+
+    The handler adds what it knows to `summary` (a dict) as it goes; the wrapper adds `status`, `ms` and, for
+    a refused request, `error` and `reason`. Level: INFO for 2xx, WARNING for 4xx, ERROR for 5xx. A summary
+    never holds a secret or a payload: handlers put ids, counts and outcomes in it, nothing else."""
+    summary_log = logger or log
 
     def decorate(fn: Callable) -> Callable:
         # JSON logs from the first request on, even one refused before the settings are read (a 405).
@@ -107,31 +116,31 @@ def function_handler(*, methods: tuple[str, ...], name: str) -> Callable:
         def wrapper(request):
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
             started = time.perf_counter()
+            summary: dict = {"function": name, "request_id": request_id}
             retry_after = None
             try:
                 if request.method not in methods:
                     raise errors.MethodNotAllowed(
                         f"method {request.method} is not allowed; use {', '.join(methods)}")
-                body, status = fn(request, request_id)
+                body, status = fn(request, request_id, summary)
             except errors.BridgeError as exc:
                 body, status = exc.to_body(), errors.http_status(exc)
                 retry_after = getattr(exc, "retry_after_seconds", None)
-                level = log.warning if status < 500 else log.error
-                level("request rejected", extra={"fields": {
-                    "function": name, "request_id": request_id, "status": status, "error": exc.code,
-                    "reason": exc.message}})
+                summary.update(error=exc.code, reason=exc.message)
             except Exception:  # noqa: BLE001 - the caller gets no stack trace, the log does
-                log.exception("unexpected error", extra={"fields": {"function": name, "request_id": request_id}})
+                summary_log.exception("unexpected error", extra={"fields": {"function": name,
+                                                                             "request_id": request_id}})
                 body, status = {"error": "internal_error",
                                 "message": f"unexpected error; reference {request_id}"}, 500
+                summary["error"] = "internal_error"
             headers = {"X-Request-Id": request_id}
             if retry_after and status >= 500:
                 headers["Retry-After"] = str(int(retry_after))
             if status == 405:
                 headers["Allow"] = ", ".join(methods)
-            log.debug("request done", extra={"fields": {
-                "function": name, "request_id": request_id, "status": status,
-                "ms": round((time.perf_counter() - started) * 1000, 2)}})
+            summary.update(status=status, ms=round((time.perf_counter() - started) * 1000, 2))
+            level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+            summary_log.log(level, summary_message, extra={"fields": summary})
             return json_response(body, status, headers)
 
         return wrapper

@@ -8,7 +8,6 @@ with Retry-After (shared/services/replay_spool.py).
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 from shared import bootstrap, errors
@@ -23,45 +22,32 @@ log = get_logger("ghl_call_webhook")
 _replay_guard = ReplayGuard()
 
 
-@function_handler(methods=("POST",), name=NAME)
-def handle(request, request_id: str):
-    started = time.perf_counter()
+@function_handler(methods=("POST",), name=NAME, summary_message="webhook handled", logger=log)
+def handle(request, request_id: str, summary: dict):
     received_at = datetime.now(timezone.utc)
-    summary = {"function": NAME, "request_id": request_id, "call_id": None, "outcome": None}
-    rpc = None
+    summary.update(call_id=None, outcome=None, db_round_trips=0)
+    settings = bootstrap.get_settings()
+    require_webhook_secret(request.headers, settings)
+    raw_body = read_body(request, settings.webhook_max_body_bytes)
+    signed = bool(verify_signatures(request.headers, raw_body, settings))
+    delivery = {}
+
+    def check_delivery(payload: dict) -> None:
+        delivery["id"] = check_freshness(request.headers, payload, settings, _replay_guard, signed)
+
+    database = bootstrap.get_database()
+    rpc = CountingRpc(lambda function, params: call_rpc(database, function, params), summary)
     try:
-        settings = bootstrap.get_settings()
-        require_webhook_secret(request.headers, settings)
-        raw_body = read_body(request, settings.webhook_max_body_bytes)
-        signed = bool(verify_signatures(request.headers, raw_body, settings))
-        delivery = {}
+        result = ingest_webhook_body(raw_body, rpc=rpc, default_region=settings.phone_default_region,
+                                     check_delivery=check_delivery)
+    except errors.DatabaseUnavailable as exc:
+        from shared.services.replay_spool import keep_for_replay
 
-        def check_delivery(payload: dict) -> None:
-            delivery["id"] = check_freshness(request.headers, payload, settings, _replay_guard, signed)
-
-        database = bootstrap.get_database()
-        rpc = CountingRpc(lambda function, params: call_rpc(database, function, params))
-        try:
-            result = ingest_webhook_body(raw_body, rpc=rpc, default_region=settings.phone_default_region,
-                                         check_delivery=check_delivery)
-        except errors.DatabaseUnavailable as exc:
-            from shared.services.replay_spool import keep_for_replay
-
-            unavailable = keep_for_replay(bootstrap.get_spool(), raw_body, received_at=received_at,
-                                          request_id=request_id, cause=exc)
-            summary["spooled"] = unavailable.details["spooled"]
-            raise unavailable from exc
-        if delivery.get("id"):
-            _replay_guard.remember(delivery["id"])
-        summary.update(call_id=result.call_id, outcome=result.outcome, table=result.table, status=200)
-        return result.response_body(), 200
-    except errors.BridgeError as exc:
-        summary.update(outcome=exc.code, status=errors.http_status(exc))
-        raise
-    except Exception:
-        summary.update(outcome="internal_error", status=500)
-        raise
-    finally:
-        summary["db_round_trips"] = rpc.calls if rpc else 0
-        summary["ms"] = round((time.perf_counter() - started) * 1000, 2)
-        log.info("webhook handled", extra={"fields": summary})
+        unavailable = keep_for_replay(bootstrap.get_spool(), raw_body, received_at=received_at,
+                                      request_id=request_id, cause=exc)
+        summary["spooled"] = unavailable.details["spooled"]
+        raise unavailable from exc
+    if delivery.get("id"):
+        _replay_guard.remember(delivery["id"])
+    summary.update(call_id=result.call_id, outcome=result.outcome, table=result.table)
+    return result.response_body(), 200

@@ -23,58 +23,47 @@ MAX_BODY_BYTES = 16 * 1024
 log = get_logger("process_ghl_import")
 
 
-@function_handler(methods=("POST",), name=NAME)
-def handle(request, request_id: str):
-    started = time.monotonic()
-    summary: dict = {"function": NAME, "request_id": request_id}
-    try:
-        settings = bootstrap.get_settings()
-        require_scheduler_auth(request, settings)
+@function_handler(methods=("POST",), name=NAME, summary_message="import request handled", logger=log)
+def handle(request, request_id: str, summary: dict):
+    deadline_start = time.monotonic()
+    settings = bootstrap.get_settings()
+    require_scheduler_auth(request, settings)
+    deadline = deadline_start + settings.import_deadline_seconds
+    body = parse_json_object(read_body(request, MAX_BODY_BYTES))
+    if body.get("action") == "replay_spool":
+        return _replay_spool(body, settings, deadline, summary)
 
-        from shared.domain.import_records import PullRequest, parse_import_request
+    from shared.adapters.import_repository import ImportRepository
+    from shared.domain.import_records import PullRequest, parse_import_request
+    from shared.services import import_batches
 
-        body = parse_json_object(read_body(request, MAX_BODY_BYTES))
-        if body.get("action") == "replay_spool":
-            summary["action"] = "replay_spool"
-            if set(body) != {"action"}:
-                raise errors.BadRequest(f"unknown field(s) for action replay_spool: "
-                                        f"{', '.join(sorted(set(body) - {'action'}))}; it takes none")
-            from shared.services.replay_spool import replay_from_settings
+    command = parse_import_request(body)
+    repo = ImportRepository(bootstrap.get_database())
+    ghl_factory = import_batches.ghl_client_factory(settings)
+    if isinstance(command, PullRequest):
+        summary.update(action="pull", location_id=command.location_id)
+        runs = [import_batches.start_import(repo, ghl_factory, settings, command, deadline=deadline)]
+    elif command.batch_id:
+        summary["action"] = "process"
+        runs = [import_batches.advance_batch(repo, ghl_factory, settings, command.batch_id, deadline=deadline)]
+    else:
+        summary["action"] = "process"
+        runs = import_batches.process_open_batches(repo, ghl_factory, settings, deadline=deadline)
+    batches = [run.to_dict() for run in runs]
+    summary["batches"] = [{key: b[key] for key in ("id", "status", "processed_records", "error_count")}
+                          for b in batches]
+    # One batch asked for (a pull, or a batch id): {"batch": ...}; the scheduler's sweep: {"batches": [...]}.
+    one = isinstance(command, PullRequest) or command.batch_id
+    return ({"batch": batches[0]} if one else {"batches": batches}), 200
 
-            report = replay_from_settings(settings, bootstrap.get_database(), bootstrap.get_spool(),
-                                          deadline=started + settings.import_deadline_seconds)
-            summary.update(status=200, replay={k: v for k, v in report.to_dict().items() if k != "unreadable"})
-            return {"replay": report.to_dict()}, 200
-        command = parse_import_request(body)
-        summary["action"] = "pull" if isinstance(command, PullRequest) else "process"
 
-        from shared.adapters.import_repository import ImportRepository
-        from shared.services import import_batches
+def _replay_spool(body: dict, settings, deadline: float, summary: dict):
+    summary["action"] = "replay_spool"
+    if set(body) != {"action"}:
+        raise errors.BadRequest(f"unknown field(s) for action replay_spool: "
+                                f"{', '.join(sorted(set(body) - {'action'}))}; it takes none")
+    from shared.services.replay_spool import replay_from_settings
 
-        repo = ImportRepository(bootstrap.get_database())
-        ghl_factory = import_batches.ghl_client_factory(settings)
-        deadline = started + settings.import_deadline_seconds
-        if isinstance(command, PullRequest):
-            summary["location_id"] = command.location_id
-            run = import_batches.start_import(repo, ghl_factory, settings, command, deadline=deadline)
-            body = {"batch": run.to_dict()}
-        elif command.batch_id:
-            run = import_batches.advance_batch(repo, ghl_factory, settings, command.batch_id, deadline=deadline)
-            body = {"batch": run.to_dict()}
-        else:
-            runs = import_batches.process_open_batches(repo, ghl_factory, settings, deadline=deadline)
-            body = {"batches": [run.to_dict() for run in runs]}
-        batches = [body["batch"]] if "batch" in body else body["batches"]
-        summary.update(status=200, batches=[{"id": b["id"], "status": b["status"],
-                                             "processed_records": b["processed_records"],
-                                             "error_count": b["error_count"]} for b in batches])
-        return body, 200
-    except errors.BridgeError as exc:
-        summary.update(status=errors.http_status(exc), error=exc.code)
-        raise
-    except Exception:
-        summary.update(status=500, error="internal_error")
-        raise
-    finally:
-        summary["seconds"] = round(time.monotonic() - started, 3)
-        log.info("import request handled", extra={"fields": summary})
+    report = replay_from_settings(settings, bootstrap.get_database(), bootstrap.get_spool(), deadline=deadline)
+    summary["replay"] = {k: v for k, v in report.to_dict().items() if k != "unreadable"}
+    return {"replay": report.to_dict()}, 200

@@ -45,30 +45,18 @@ def parse_sync_request(raw: bytes) -> dict:
     return options
 
 
-@function_handler(methods=("POST",), name=NAME)
-def handle(request, request_id: str):
+@function_handler(methods=("POST",), name=NAME, summary_message="sync run handled", logger=log)
+def handle(request, request_id: str, summary: dict):
     started = time.monotonic()
-    summary: dict = {"function": NAME, "request_id": request_id}
-    try:
-        settings = bootstrap.get_settings()
-        require_scheduler_auth(request, settings)
-        options = parse_sync_request(read_body(request, MAX_BODY_BYTES))
-        summary.update(options)
+    settings = bootstrap.get_settings()
+    require_scheduler_auth(request, settings)
+    options = parse_sync_request(read_body(request, MAX_BODY_BYTES))
+    summary.update(options)
 
-        from shared.services.sync_prospects import run_sync
+    from shared.services.sync_prospects import run_sync
 
-        locations = run_sync(bootstrap.get_database(), settings, **options,
-                             deadline=started + settings.sync_deadline_seconds)
-        body = {"locations": [location.to_dict() for location in locations], "dry_run": options["dry_run"]}
-        summary.update(status=200, locations=len(locations),
-                       pushed=sum(s.pushed for s in locations), failed=sum(s.failed for s in locations))
-        return body, 200
-    except errors.BridgeError as exc:
-        summary.update(status=errors.http_status(exc), error=exc.code)
-        raise
-    except Exception:
-        summary.update(status=500, error="internal_error")
-        raise
-    finally:
-        summary["seconds"] = round(time.monotonic() - started, 3)
-        log.info("sync run handled", extra={"fields": summary})
+    locations = run_sync(bootstrap.get_database(), settings, **options,
+                         deadline=started + settings.sync_deadline_seconds)
+    summary.update(locations=len(locations), pushed=sum(s.pushed for s in locations),
+                   failed=sum(s.failed for s in locations))
+    return {"locations": [location.to_dict() for location in locations], "dry_run": options["dry_run"]}, 200

@@ -35,14 +35,19 @@ class IngestResult:
 
 
 class CountingRpc:
-    """The rpc port, counting its calls (database round trips), for the per-request log line."""
+    """The rpc port, counting its calls (database round trips) into the request's summary line."""
 
-    def __init__(self, rpc: Rpc):
+    def __init__(self, rpc: Rpc, summary: dict):
         self._rpc = rpc
-        self.calls = 0
+        self._summary = summary
+        summary["db_round_trips"] = 0
+
+    @property
+    def calls(self) -> int:
+        return self._summary["db_round_trips"]
 
     def __call__(self, function: str, params: dict[str, Any]) -> Any:
-        self.calls += 1
+        self._summary["db_round_trips"] += 1
         return self._rpc(function, params)
 
 
