@@ -52,6 +52,16 @@ def test_stack_up_detach_json_status_and_down(cli_env):
     for url in info["functions"].values():
         assert httpx.get(url).status_code == 405  # each function answers through the gateway (POST only)
 
+    # The seeded demo integration exists in the database and, with its token, in the stack's GHL sandbox.
+    seeded = httpx.get(rest, params={"location_id": "eq.loc_Ab12Cd34Ef56"},
+                       headers={"apikey": info["service_role_key"], "Authorization": f"Bearer {info['service_role_key']}"})
+    assert [row["api_token"] for row in seeded.json()] == ["local-demo-token"]
+    search = httpx.post(f"{info['ghl_api_base_url']}/contacts/search",
+                        json={"locationId": "loc_Ab12Cd34Ef56", "pageLimit": 100},
+                        headers={"Authorization": "Bearer local-demo-token", "Version": "2021-07-28"})
+    assert search.status_code == 200, search.text
+    assert search.json()["total"] == 20  # the demo location is seeded with contacts for an import pull
+
     status = subprocess.run([*CLI, "stack", "status", "--json"], env=cli_env, capture_output=True, text=True)
     assert status.returncode == 0, status.stdout
     pids = [s["pid"] for s in json.loads(status.stdout)["services"].values() if s["pid"]]
@@ -62,3 +72,18 @@ def test_stack_up_detach_json_status_and_down(cli_env):
     assert not any(pid_is_alive(pid) for pid in pids), "stack down must leave no process of the stack running"
     after = subprocess.run([*CLI, "stack", "status"], env=cli_env, capture_output=True, text=True)
     assert "no stack is running" in after.stdout
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://postgres@127.0.0.1:5432/postgres", "ghl_bridge"),  # never fill the maintenance database
+    ("postgresql://postgres@127.0.0.1:5432/crm_dev", None),             # the database the user named
+    (None, None),                                                       # embedded server: its own postgres
+])
+def test_cli_stack_database_choice(monkeypatch, url, expected):
+    from ghl_bridge.stack.stack import StackConfig
+
+    if url:
+        monkeypatch.setenv("DATABASE_URL", url)
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert StackConfig.for_cli().database_name == expected
