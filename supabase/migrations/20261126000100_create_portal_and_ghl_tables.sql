@@ -238,6 +238,10 @@ CREATE TABLE public.ghl_webhook_events (
   outcome text NOT NULL,
   error text,
   call_row_id uuid,
+  -- the spool object this event was replayed from (NULL: received directly)
+  spool_key text,
+  -- a rejected body's exact bytes, when raw_body cannot hold them verbatim (invalid UTF-8, NUL)
+  raw_body_bytes bytea,
   CONSTRAINT ghl_webhook_events_outcome_check
     CHECK (outcome IN ('inserted', 'updated', 'unchanged', 'rejected', 'unknown_location'))
 );
@@ -324,6 +328,8 @@ CREATE INDEX calls_ghl_contact_id_idx ON public.calls (ghl_contact_id);
 
 CREATE INDEX ghl_webhook_events_call_id_idx ON public.ghl_webhook_events (call_id);
 CREATE INDEX ghl_webhook_events_received_at_idx ON public.ghl_webhook_events (received_at);
+CREATE UNIQUE INDEX ghl_webhook_events_spool_key_key ON public.ghl_webhook_events (spool_key)
+  WHERE spool_key IS NOT NULL;
 
 -- ---------------------------------------------------------------------------------------------
 -- Row level security: enabled everywhere, no policy for anon, so the anon key reads no row (an

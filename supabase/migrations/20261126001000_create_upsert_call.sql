@@ -26,23 +26,25 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- GHL-FACTS' inference (shared/domain/calls.infer_disposition; a test compares them). status is normalised.
+-- plpgsql rather than SQL: a SQL function that cannot be inlined is planned again on every call.
 CREATE OR REPLACE FUNCTION public.infer_call_disposition(status text, notes text, transcript text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT CASE
-    WHEN status IN ('no-answer', 'missed', 'busy') THEN 'No Answer'
-    WHEN status = 'voicemail' THEN 'Voicemail'
-    WHEN status = 'failed' THEN 'Incorrect Number'
-    WHEN status IN ('answered', 'completed') THEN
-      CASE
-        WHEN t ~* 'gatekeeper|assistant|receptionist' THEN 'Gatekeeper'
-        WHEN t ~* 'wrong number|disconnected|not in service' THEN 'Incorrect Number'
-        WHEN t ~* 'not interested|no thanks|don[''’]?t call' THEN 'Not Interested'
-        WHEN t ~* 'call ?back|try again|call later' THEN 'Callback Requested'
-        WHEN t ~* 'meeting|schedule|book' THEN 'Meeting Booked'
-      END
-  END
-  FROM (SELECT concat_ws(' ', notes, transcript) AS t) AS text_of_call
-$$;
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  t text;
+BEGIN
+  IF status IN ('no-answer', 'missed', 'busy') THEN RETURN 'No Answer'; END IF;
+  IF status = 'voicemail' THEN RETURN 'Voicemail'; END IF;
+  IF status = 'failed' THEN RETURN 'Incorrect Number'; END IF;
+  IF status IS DISTINCT FROM 'answered' AND status IS DISTINCT FROM 'completed' THEN RETURN NULL; END IF;
+  t := concat_ws(' ', notes, transcript);
+  RETURN CASE
+    WHEN t ~* 'gatekeeper|assistant|receptionist' THEN 'Gatekeeper'
+    WHEN t ~* 'wrong number|disconnected|not in service' THEN 'Incorrect Number'
+    WHEN t ~* 'not interested|no thanks|don[''’]?t call' THEN 'Not Interested'
+    WHEN t ~* 'call ?back|try again|call later' THEN 'Callback Requested'
+    WHEN t ~* 'meeting|schedule|book' THEN 'Meeting Booked'
+  END;
+END $$;
 
 -- The columns sales_calls and calls share, as one value, so the merge is written once.
 CREATE TYPE public.call_fields AS (
@@ -114,29 +116,57 @@ BEGIN
 END $$;
 
 -- Matching: GHL contact id, then E.164 phone, then lower(email); the oldest row wins a tie.
+-- plpgsql so the three lookups keep cached plans across calls (a SQL function would be planned every time).
 CREATE OR REPLACE FUNCTION public.match_sales_prospect(p_ghl_contact_id text, p_phone text, p_email text)
 RETURNS uuid
-LANGUAGE sql STABLE AS $$
-  SELECT coalesce(
-    (SELECT id FROM public.sales_prospects WHERE ghl_contact_id = p_ghl_contact_id ORDER BY created_at, id LIMIT 1),
-    (SELECT id FROM public.sales_prospects WHERE phone_e164 = public.normalize_phone_e164(p_phone)
-     ORDER BY created_at, id LIMIT 1),
-    (SELECT id FROM public.sales_prospects WHERE email_normalized = public.normalize_email(p_email)
-     ORDER BY created_at, id LIMIT 1))
-$$;
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  found uuid;
+  phone_key text := CASE WHEN p_phone ~ '^\+[1-9][0-9]{7,14}$' THEN p_phone ELSE public.normalize_phone_e164(p_phone) END;
+BEGIN
+  IF p_ghl_contact_id IS NOT NULL THEN
+    SELECT id INTO found FROM public.sales_prospects WHERE ghl_contact_id = p_ghl_contact_id
+      ORDER BY created_at, id LIMIT 1;
+    IF found IS NOT NULL THEN RETURN found; END IF;
+  END IF;
+  IF phone_key IS NOT NULL THEN
+    SELECT id INTO found FROM public.sales_prospects WHERE phone_e164 = phone_key
+      ORDER BY created_at, id LIMIT 1;
+    IF found IS NOT NULL THEN RETURN found; END IF;
+  END IF;
+  IF p_email IS NOT NULL THEN
+    SELECT id INTO found FROM public.sales_prospects WHERE email_normalized = public.normalize_email(p_email)
+      ORDER BY created_at, id LIMIT 1;
+  END IF;
+  RETURN found;
+END $$;
 
 CREATE OR REPLACE FUNCTION public.match_client_contact(p_client_id uuid, p_ghl_contact_id text, p_phone text,
                                                        p_email text)
 RETURNS uuid
-LANGUAGE sql STABLE AS $$
-  SELECT coalesce(
-    (SELECT id FROM public.contacts WHERE client_id = p_client_id AND ghl_contact_id = p_ghl_contact_id
-     ORDER BY created_at, id LIMIT 1),
-    (SELECT id FROM public.contacts WHERE client_id = p_client_id AND phone_e164 = public.normalize_phone_e164(p_phone)
-     ORDER BY created_at, id LIMIT 1),
-    (SELECT id FROM public.contacts WHERE client_id = p_client_id AND email_normalized = public.normalize_email(p_email)
-     ORDER BY created_at, id LIMIT 1))
-$$;
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  found uuid;
+  phone_key text := CASE WHEN p_phone ~ '^\+[1-9][0-9]{7,14}$' THEN p_phone ELSE public.normalize_phone_e164(p_phone) END;
+BEGIN
+  IF p_ghl_contact_id IS NOT NULL THEN
+    SELECT id INTO found FROM public.contacts WHERE client_id = p_client_id AND ghl_contact_id = p_ghl_contact_id
+      ORDER BY created_at, id LIMIT 1;
+    IF found IS NOT NULL THEN RETURN found; END IF;
+  END IF;
+  IF phone_key IS NOT NULL THEN
+    SELECT id INTO found FROM public.contacts
+      WHERE client_id = p_client_id AND phone_e164 = phone_key
+      ORDER BY created_at, id LIMIT 1;
+    IF found IS NOT NULL THEN RETURN found; END IF;
+  END IF;
+  IF p_email IS NOT NULL THEN
+    SELECT id INTO found FROM public.contacts
+      WHERE client_id = p_client_id AND email_normalized = public.normalize_email(p_email)
+      ORDER BY created_at, id LIMIT 1;
+  END IF;
+  RETURN found;
+END $$;
 
 -- p_call keys: external_call_id (required), location_id, ghl_contact_id, direction, from_number, to_number,
 -- call_status, connected, duration_seconds, started_at, disposition, disposition_source ('chosen'|'inferred';
