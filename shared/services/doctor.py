@@ -19,6 +19,7 @@ the others) and a `<group>_checks(location, facts, now)` function here, listed i
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared import errors
+from shared.domain.calls import CANONICAL_DISPOSITIONS
 from shared.domain.contact_mapping import resolve_custom_field_mapping
 from shared.logs import get_logger
 
@@ -189,8 +191,9 @@ def webhook_checks(location: dict, facts: dict, now: datetime) -> list[Check]:
         checks.append(Check("disposition labels (30 days)", WARN,
                             f"not mapped to a canonical disposition (stored with an inferred one): {labels}",
                             "map them for this location: UPDATE ghl_integrations SET disposition_mapping = "
-                            f"disposition_mapping || '{{\"{example}\": \"Future Potential\"}}' WHERE location_id = "
-                            f"'{loc}' (values: the nine canonical dispositions)"))
+                            f"disposition_mapping || '{{{json.dumps(example)}: \"<canonical disposition>\"}}' "
+                            f"WHERE location_id = '{loc}' (one of: {', '.join(CANONICAL_DISPOSITIONS)}); calls "
+                            "stored before keep their inferred disposition"))
     else:
         mapped = len(location.get("disposition_mapping") or {})
         checks.append(Check("disposition labels (30 days)", OK,

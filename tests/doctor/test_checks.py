@@ -42,15 +42,17 @@ def test_a_bad_token_fails(db, location, ghl_sandbox, run, which):
 
 
 def test_without_check_ghl_no_ghl_request_is_made(db, location, ghl_sandbox, run):
-    loc = location(token="not-a-token", custom_field_mapping={"company_name": "cf_nope"})
-    before = ghl_sandbox.stats()["requests"] if "requests" in ghl_sandbox.stats() else None
+    loc = location(custom_field_mapping={"company_name": "cf_nope"})
     report = run(loc)
     assert report.ghl_requests == 0 and not report.ghl_checked
     assert [c.name for c in next(g for g in report.locations[0].groups if g.name == "ghl").checks] == [
         "custom field mapping"]
     assert "not checked" in find(report, loc, "ghl", "custom field mapping").detail
-    if before is not None:
-        assert ghl_sandbox.stats()["requests"] == before
+    assert ghl_sandbox.stats(loc)["requests_total"] == 0
+    run(loc, check_ghl=True)
+    stats = ghl_sandbox.stats(loc)
+    assert stats["requests"] == {"GET /locations/{locationId}": 1, "GET /locations/{locationId}/customFields": 1}
+    assert stats["contract_violations"] == 0, stats["contract_violation_details"]
 
 
 @pytest.mark.parametrize(("mapping", "status", "words"), [
