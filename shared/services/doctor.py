@@ -191,7 +191,7 @@ def webhook_checks(location: dict, facts: dict, now: datetime) -> list[Check]:
         checks.append(Check("disposition labels (30 days)", WARN,
                             f"not mapped to a canonical disposition (stored with an inferred one): {labels}",
                             "map them for this location: UPDATE ghl_integrations SET disposition_mapping = "
-                            f"disposition_mapping || '{{{json.dumps(example)}: \"<canonical disposition>\"}}' "
+                            f"disposition_mapping || '{{{json.dumps(example).replace(chr(39), chr(39) * 2)}: \"<canonical disposition>\"}}' "
                             f"WHERE location_id = '{loc}' (one of: {', '.join(CANONICAL_DISPOSITIONS)}); calls "
                             "stored before keep their inferred disposition"))
     else:
@@ -329,7 +329,8 @@ def _mapping_check(location: dict, fields: list | None, ghl_checked: bool) -> Ch
 async def _ghl_group(location: dict, factory: Callable, reserve: int) -> tuple[Group, int]:
     loc = location["location_id"]
     token_fix = ("paste this location's Private Integration token (GHL > Settings > Private Integrations, scopes "
-                 "locations.readonly, contacts.write, locations/customFields.readonly, conversations/message.readonly) "
+                 "contacts.readonly, contacts.write, locations.readonly, locations/customFields.readonly, "
+                 "conversations/message.readonly) "
                  "into ghl_integrations.api_token")
     checks: list[Check] = []
     fields = None
