@@ -85,7 +85,7 @@ def _health(body: dict, settings, summary: dict):
     location_id = body.get("location_id")
     if not isinstance(check_tokens, bool):
         raise errors.BadRequest("check_tokens must be true or false")
-    if location_id is not None and (not isinstance(location_id, str) or not location_id.strip()):
+    if "location_id" in body and (not isinstance(location_id, str) or not location_id):
         raise errors.BadRequest("location_id must be a non-empty string")
     from shared.adapters.doctor_repository import DoctorRepository
     from shared.services import doctor

@@ -133,6 +133,7 @@ def test_health_checks_tokens_when_asked(stack, location, ghl_sandbox):
     ({"action": "health", "check_tokens": "yes"}, "check_tokens must be true or false"),
     ({"action": "health", "verbose": True}, "unknown field(s) for action health: verbose"),
     ({"action": "health", "location_id": ""}, "location_id must be a non-empty string"),
+    ({"action": "health", "location_id": None}, "location_id must be a non-empty string"),
 ])
 def test_health_bad_bodies_get_400(stack, body, message):
     response = health(stack, body)
