@@ -44,6 +44,7 @@ BATCH_STUCK = timedelta(minutes=30)  # an open import batch without progress for
 SPOOL_TOO_OLD = timedelta(minutes=15)  # a spooled request this old: the replay is not running
 SPOOL_COUNT_LIMIT = 10_000  # stop counting spooled objects beyond this
 BUDGET_LOW_SHARE = 0.10
+GHL_TIMEOUT_SECONDS = 15.0
 
 
 def worst(statuses: Iterable[str]) -> str:
@@ -298,14 +299,15 @@ FACT_GROUPS: list[FactsGroup] = [
 
 def doctor_ghl_factory(settings) -> Callable:
     """GhlClient per location for the doctor: the settings' base URL and reserve, few retries (a check answers
-    quickly rather than waiting out a long outage)."""
+    quickly rather than waiting out a long outage); `http`: one connection pool shared by every location."""
 
-    def make(location_id: str, token: str):
+    def make(location_id: str, token: str, http=None):
         from shared.adapters.ghl_client import GhlClient
 
         return GhlClient(location_id=location_id, token=token, base_url=settings.ghl_api_base_url,
-                         daily_reserve=settings.ghl_daily_budget_reserve, max_attempts=2,
-                         timeout=min(settings.ghl_request_timeout_seconds, 15.0), max_rate_limit_waits=3)
+                         daily_reserve=settings.ghl_daily_budget_reserve, max_attempts=2, http=http,
+                         timeout=min(settings.ghl_request_timeout_seconds, GHL_TIMEOUT_SECONDS),
+                         max_rate_limit_waits=3)
 
     return make
 
@@ -326,7 +328,7 @@ def _mapping_check(location: dict, fields: list | None, ghl_checked: bool) -> Ch
     return Check("custom field mapping", OK, f"{len(resolved.entries)} entr(ies), every field exists")
 
 
-async def _ghl_group(location: dict, factory: Callable, reserve: int) -> tuple[Group, int]:
+async def _ghl_group(location: dict, factory: Callable, reserve: int, http) -> tuple[Group, int]:
     loc = location["location_id"]
     token_fix = ("paste this location's Private Integration token (GHL > Settings > Private Integrations, scopes "
                  "contacts.readonly, contacts.write, locations.readonly, locations/customFields.readonly, "
@@ -334,7 +336,7 @@ async def _ghl_group(location: dict, factory: Callable, reserve: int) -> tuple[G
                  "into ghl_integrations.api_token")
     checks: list[Check] = []
     fields = None
-    client = factory(loc, location.get("api_token") or "")
+    client = factory(loc, location.get("api_token") or "", http=http)
     try:
         try:
             info = await client.get_location()
@@ -461,7 +463,11 @@ def run_doctor(repo, *, location_id: str | None = None, check_ghl: bool = False,
             raise ValueError("check_ghl needs a ghl_factory")
 
         async def all_ghl() -> list[tuple[Group, int]]:
-            return await asyncio.gather(*(_ghl_group(loc, ghl_factory, ghl_reserve) for loc in active))
+            import httpx
+
+            # one pool for all locations (a client of its own per location costs a TLS context each)
+            async with httpx.AsyncClient(timeout=GHL_TIMEOUT_SECONDS) as http:
+                return await asyncio.gather(*(_ghl_group(loc, ghl_factory, ghl_reserve, http) for loc in active))
 
         for loc, (group, requests) in zip(active, asyncio.run(all_ghl())):
             by_id[loc["location_id"]].groups.append(group)

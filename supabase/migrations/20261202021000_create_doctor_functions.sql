@@ -16,6 +16,12 @@ CREATE INDEX sales_calls_unsettled_idx ON public.sales_calls (ghl_location_id, c
   WHERE call_status IS NULL OR disposition_source IS DISTINCT FROM 'chosen';
 CREATE INDEX calls_unsettled_idx ON public.calls (ghl_location_id, created_at)
   WHERE call_status IS NULL OR disposition_source IS DISTINCT FROM 'chosen';
+-- Prospects GHL has not seen at their current content (the "due" half of prospect_sync_is_eligible), by
+-- location: the doctor's due count reads these rows only, not every prospect of the location (the sync's own
+-- count and claim can use it too).
+CREATE INDEX sales_prospects_unsynced_idx ON public.sales_prospects (ghl_location_id, content_updated_at)
+  WHERE ghl_location_id IS NOT NULL
+    AND (ghl_contact_id IS NULL OR ghl_synced_at IS NULL OR content_updated_at > ghl_synced_at);
 -- Prospects whose last push failed or was skipped, by location.
 CREATE INDEX sales_prospects_sync_error_idx ON public.sales_prospects (ghl_location_id)
   WHERE ghl_sync_error IS NOT NULL;
@@ -90,24 +96,26 @@ BEGIN
           WHERE s.ghl_location_id = v_location AND s.created_at BETWEEN now() - interval '7 days'
                                                                      AND now() - interval '1 hour'
             AND (s.call_status IS NULL OR s.disposition_source IS DISTINCT FROM 'chosen')) c),
-      -- Labels stored unmapped in the last 30 days that the CURRENT mapping still does not map.
+      -- Labels stored unmapped in the last 30 days that the CURRENT mapping still does not map (each distinct
+      -- label mapped once).
       'unmapped_labels', coalesce((
         SELECT jsonb_agg(jsonb_build_object('label', u.label, 'count', u.n, 'last_seen', u.last_seen)
                          ORDER BY u.n DESC, u.label) FROM (
-          SELECT min(l.disposition_label) AS label, count(*) AS n, max(l.created_at) AS last_seen
-          FROM (
-            SELECT s.disposition_label, s.created_at FROM sales_calls s
-            WHERE s.ghl_location_id = v_location AND s.created_at > now() - interval '30 days'
-              AND (s.call_status IS NULL OR s.disposition_source IS DISTINCT FROM 'chosen')
-              AND s.disposition_label IS NOT NULL
-            UNION ALL
-            SELECT s.disposition_label, s.created_at FROM calls s
-            WHERE s.ghl_location_id = v_location AND s.created_at > now() - interval '30 days'
-              AND (s.call_status IS NULL OR s.disposition_source IS DISTINCT FROM 'chosen')
-              AND s.disposition_label IS NOT NULL) l
-          WHERE map_disposition_label(l.disposition_label, v_mapping) IS NULL
-          GROUP BY disposition_label_key(l.disposition_label)
-          ORDER BY n DESC LIMIT 10) u), '[]'::jsonb)
+          SELECT g.label, g.n, g.last_seen FROM (
+            SELECT min(l.disposition_label) AS label, count(*) AS n, max(l.created_at) AS last_seen
+            FROM (
+              SELECT s.disposition_label, s.created_at FROM sales_calls s
+              WHERE s.ghl_location_id = v_location AND s.created_at > now() - interval '30 days'
+                AND (s.call_status IS NULL OR s.disposition_source IS DISTINCT FROM 'chosen')
+                AND s.disposition_label IS NOT NULL
+              UNION ALL
+              SELECT s.disposition_label, s.created_at FROM calls s
+              WHERE s.ghl_location_id = v_location AND s.created_at > now() - interval '30 days'
+                AND (s.call_status IS NULL OR s.disposition_source IS DISTINCT FROM 'chosen')
+                AND s.disposition_label IS NOT NULL) l
+            GROUP BY disposition_label_key(l.disposition_label)) g
+          WHERE map_disposition_label(g.label, v_mapping) IS NULL
+          ORDER BY g.n DESC LIMIT 10) u), '[]'::jsonb)
     ) INTO v_facts;
     v_result := v_result || jsonb_build_object(v_location, v_facts);
   END LOOP;
