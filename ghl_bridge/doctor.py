@@ -176,7 +176,8 @@ def cmd_webhook_test(args: argparse.Namespace) -> int:
         operations._print_json(result)
     else:
         for name, answer in zip(SAMPLE_HITS, answers):
-            print(f"POST {name:<20} -> {answer['status']} {json.dumps({k: v for k, v in answer.items() if k != 'status'})}")
+            body = {k: v for k, v in answer.items() if k != "status"}
+            print(f"POST {name:<20} -> {answer['status']} {json.dumps(body)}")
         if row is None:
             print(f"no row for {call_id} in sales_calls or calls" + _hint(answers))
         else:

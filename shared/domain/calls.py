@@ -10,8 +10,9 @@ values; an unknown value maps to None. The value as sent is kept as `disposition
 it by the location's own `ghl_integrations.disposition_mapping` first, then by the same built-in synonyms
 (`public.map_disposition_label`; a test compares them), and stores it on the row. When none was sent (or it
 is unknown), one is inferred from status, notes and transcript (`infer_disposition`, GHL-FACTS' rules) and
-marked 'inferred', so a chosen one replaces it later. The SQL function `public.infer_call_disposition` applies the same rules to the merged row
-(a test checks both agree), so the inferred value does not depend on the order of the two hits.
+marked 'inferred', so a chosen one replaces it later. The SQL function `public.infer_call_disposition`
+applies the same rules to the merged row (a test checks both agree), so the inferred value does not depend on
+the order of the two hits.
 """
 
 from __future__ import annotations

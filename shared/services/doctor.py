@@ -188,11 +188,11 @@ def webhook_checks(location: dict, facts: dict, now: datetime) -> list[Check]:
     unmapped = facts.get("unmapped_labels") or []
     if unmapped:
         labels = ", ".join(f"{u['label']!r} x{u['count']}" for u in unmapped)
-        example = unmapped[0]["label"]
+        example = json.dumps(unmapped[0]["label"]).replace("'", "''")  # a JSON key inside an SQL literal
         checks.append(Check("disposition labels (30 days)", WARN,
                             f"not mapped to a canonical disposition (stored with an inferred one): {labels}",
                             "map them for this location: UPDATE ghl_integrations SET disposition_mapping = "
-                            f"disposition_mapping || '{{{json.dumps(example).replace(chr(39), chr(39) * 2)}: \"<canonical disposition>\"}}' "
+                            f"disposition_mapping || '{{{example}: \"<canonical disposition>\"}}' "
                             f"WHERE location_id = '{loc}' (one of: {', '.join(CANONICAL_DISPOSITIONS)}); calls "
                             "stored before keep their inferred disposition"))
     else:
@@ -455,7 +455,8 @@ def run_doctor(repo, *, location_id: str | None = None, check_ghl: bool = False,
         if not loc.get("is_active"):
             by_id[loc["location_id"]].groups.append(Group("integration", [Check(
                 "integration", WARN, "inactive: webhooks for it are answered 422; sync and import skip it",
-                f"UPDATE ghl_integrations SET is_active = true WHERE location_id = '{loc['location_id']}' (if meant)")]))
+                f"UPDATE ghl_integrations SET is_active = true WHERE location_id = '{loc['location_id']}' "
+                "(if it is meant to run)")]))
 
     ghl_requests = 0
     if check_ghl and active:
