@@ -336,7 +336,10 @@ async def _ghl_group(location: dict, factory: Callable, reserve: int, http) -> t
                  "into ghl_integrations.api_token")
     checks: list[Check] = []
     fields = None
-    client = factory(loc, location.get("api_token") or "", http=http)
+    if not (location.get("api_token") or "").strip():
+        return Group("ghl", [Check("token", FAIL, "ghl_integrations.api_token is empty", token_fix),
+                             _mapping_check(location, None, True)]), 0
+    client = factory(loc, location["api_token"], http=http)
     try:
         try:
             info = await client.get_location()
@@ -354,7 +357,7 @@ async def _ghl_group(location: dict, factory: Callable, reserve: int, http) -> t
             if location.get("custom_field_mapping"):
                 try:
                     fields = await client.list_custom_fields(model="contact")
-                except (errors.GhlPermanentError, errors.GhlTransientError) as exc:
+                except (errors.GhlPermanentError, errors.TransientError) as exc:
                     checks.append(Check("custom fields readable", FAIL, f"listing them failed: {exc.message}",
                                         token_fix))
         snapshot = client.limiter.snapshot()

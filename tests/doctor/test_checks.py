@@ -41,6 +41,26 @@ def test_a_bad_token_fails(db, location, ghl_sandbox, run, which):
     assert token not in str(report.to_dict())
 
 
+def test_the_daily_budget(location, ghl_sandbox, run):
+    fine = location()
+    ghl_sandbox.configure_location(fine, daily_limit=5000)
+    check = find(run(fine, check_ghl=True), fine, "ghl", "daily GHL budget")
+    assert check.status == "OK" and "4999 of 5000" in check.detail, check
+    spent = location()  # the reserve (1000) is all that is left after the doctor's one request
+    ghl_sandbox.configure_location(spent, daily_limit=1001)
+    report = run(spent, check_ghl=True)
+    check = find(report, spent, "ghl", "daily GHL budget")
+    assert (check.status, report.status) == ("FAIL", "FAIL") and "1000 of 1001" in check.detail, check
+
+
+def test_an_empty_token_fails_without_a_request(db, location, run):
+    loc = location()
+    db.execute("UPDATE ghl_integrations SET api_token = '' WHERE location_id = %s", (loc,))
+    report = run(loc, check_ghl=True)
+    assert find(report, loc, "ghl", "token").detail == "ghl_integrations.api_token is empty"
+    assert report.ghl_requests == 0
+
+
 def test_without_check_ghl_no_ghl_request_is_made(db, location, ghl_sandbox, run):
     loc = location(custom_field_mapping={"company_name": "cf_nope"})
     report = run(loc)

@@ -138,3 +138,31 @@ def test_health_checks_tokens_when_asked(stack, location, ghl_sandbox):
 def test_health_bad_bodies_get_400(stack, body, message):
     response = health(stack, body)
     assert response.status_code == 400 and message in response.json()["message"]
+
+
+def test_against_the_running_local_stack_without_environment(stack, location, db, tmp_path, monkeypatch, capsys):
+    """As after `ghl-bridge stack up`: the stack's URLs, webhook secret and moto spool are found in its state
+    folder (this process stands in for its services, so they count as running)."""
+    import os
+
+    state = {"info": {key: stack[key] for key in ("supabase_url", "service_role_key", "ghl_api_base_url",
+                                                  "functions", "ghl_webhook_secret", "s3_endpoint_url")},
+             "services": {"gateway": {"name": "gateway", "pid": os.getpid(), "port": 1, "log": ""}}}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    monkeypatch.setenv("GHL_BRIDGE_STATE_DIR", str(tmp_path))
+    for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "GHL_API_BASE_URL", "GHL_WEBHOOK_SECRET",
+                 "SPOOL_S3_BUCKET", "SPOOL_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    loc = location()
+    assert main(["webhook", "test", "--location", loc, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] and result["url"] == stack["functions"]["ghl-call-webhook"]
+    assert result["source"] == f"local stack ({tmp_path})" and result["table"] == "sales_calls"
+    assert db.execute("SELECT count(*) AS n FROM sales_calls WHERE external_call_id = %s",
+                      (result["call_id"],)).fetchone()["n"] == 0
+    main(["doctor", "--location", loc, "--no-ghl", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    spool = next(g for g in report["general"] if g["name"] == "spool")["checks"][0]
+    assert "no spool configured" not in spool["detail"]  # the stack's moto S3 was found
+    # the test call's two deliveries count as accepted ones
+    assert "inserted 1" in report["locations"][0]["groups"][1]["checks"][0]["detail"]
