@@ -9,6 +9,8 @@
     ghl-bridge import process [BATCH] [--json]
     ghl-bridge import status [BATCH] [--json]
     ghl-bridge replay [--json]                 replay the webhook spool into the database
+    ghl-bridge doctor [--location ID] [--json] [--no-ghl]   every location's checks; exit 1 on a FAIL
+    ghl-bridge webhook test --location ID [--url URL]      the webhook round trip with a made-up call
       (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
@@ -163,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay the webhook spool (requests kept while the database was down)")
     replay.add_argument("--json", action="store_true", help="print the result as JSON")
     replay.set_defaults(func=operations._guarded(cmd_replay))
+
+    from ghl_bridge import doctor
+
+    doctor.add_parsers(sub)
     return parser
 
 

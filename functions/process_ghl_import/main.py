@@ -5,8 +5,12 @@ Auth: `Authorization: Bearer <SCHEDULER_SECRET>` (or the service-role key). POST
      "created_by": user uuid?}                      -> creates a batch, pulls and processes until the deadline
     {"action": "process", "batch_id": uuid?}        -> advances that batch, or every open batch (pulls included)
     {"action": "replay_spool"}                      -> replays the webhook spool (shared/services/replay_spool.py)
+    {"action": "health", "check_tokens": bool?, "location_id": str?}
+                                                    -> the doctor's report (shared/services/doctor.py): no GHL
+                                                       request unless check_tokens
 Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]};
-for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}}.
+for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}};
+for health {"status": "OK"|"WARN"|"FAIL", "locations": [...], "general": [...], ...} (200 whatever the status).
 400 bad body, 401 credentials, 422 no active integration for the location. One JSON summary line per request.
 """
 
@@ -32,6 +36,8 @@ def handle(request, request_id: str, summary: dict):
     body = parse_json_object(read_body(request, MAX_BODY_BYTES))
     if body.get("action") == "replay_spool":
         return _replay_spool(body, settings, deadline, summary)
+    if body.get("action") == "health":
+        return _health(body, settings, summary)
 
     from shared.adapters.import_repository import ImportRepository
     from shared.domain.import_records import PullRequest, parse_import_request
@@ -67,3 +73,27 @@ def _replay_spool(body: dict, settings, deadline: float, summary: dict):
     report = replay_from_settings(settings, bootstrap.get_database(), bootstrap.get_spool(), deadline=deadline)
     summary["replay"] = {k: v for k, v in report.to_dict().items() if k != "unreadable"}
     return {"replay": report.to_dict()}, 200
+
+
+def _health(body: dict, settings, summary: dict):
+    summary["action"] = "health"
+    unknown = sorted(set(body) - {"action", "check_tokens", "location_id"})
+    if unknown:
+        raise errors.BadRequest(f"unknown field(s) for action health: {', '.join(unknown)}; "
+                                "it takes check_tokens (boolean) and location_id (string)")
+    check_tokens = body.get("check_tokens", False)
+    location_id = body.get("location_id")
+    if not isinstance(check_tokens, bool):
+        raise errors.BadRequest("check_tokens must be true or false")
+    if "location_id" in body and (not isinstance(location_id, str) or not location_id):
+        raise errors.BadRequest("location_id must be a non-empty string")
+    from shared.adapters.doctor_repository import DoctorRepository
+    from shared.services import doctor
+
+    report = doctor.run_doctor(
+        DoctorRepository(bootstrap.get_database()), location_id=location_id, check_ghl=check_tokens,
+        ghl_factory=doctor.doctor_ghl_factory(settings), ghl_reserve=settings.ghl_daily_budget_reserve,
+        spool=bootstrap.get_spool())
+    summary.update(status_of_report=report.status, db_round_trips=report.db_round_trips,
+                   ghl_requests=report.ghl_requests)
+    return report.to_dict(), 200

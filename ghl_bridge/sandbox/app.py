@@ -59,6 +59,8 @@ class GhlSandbox:
             Route("/contacts/search", self._ghl("POST /contacts/search", self.search_contacts), methods=["POST"]),
             Route("/contacts/{contact_id}", self._ghl("GET /contacts/{contactId}", self.get_contact),
                   methods=["GET"]),
+            Route("/locations/{location_id}", self._ghl("GET /locations/{locationId}", self.get_location),
+                  methods=["GET"]),
             Route("/locations/{location_id}/customFields",
                   self._ghl("GET /locations/{locationId}/customFields", self.list_custom_fields), methods=["GET"]),
             Route("/conversations/messages/export",
@@ -188,6 +190,11 @@ class GhlSandbox:
         if not body.get("locationId"):
             raise SandboxRequestError(400, "locationId is required")
         return Answer(200, location.search_contacts(body))
+
+    async def get_location(self, location: Location, request: Request, body: dict) -> Answer:
+        # the pipeline already refused a token of another location (401)
+        return Answer(200, {"location": {"id": location.id, "name": f"Sandbox {location.id}",
+                                         "timezone": "UTC", "country": "US"}})
 
     async def list_custom_fields(self, location: Location, request: Request, body: dict) -> Answer:
         model = request.query_params.get("model")

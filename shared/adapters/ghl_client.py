@@ -246,6 +246,15 @@ class GhlClient:
                                 version=VERSION_CONTACTS, params=params)
         return [CustomField.from_api(item) for item in data.get("customFields") or []]
 
+    # ---- the location -------------------------------------------------------------------------------
+
+    async def get_location(self) -> dict[str, Any]:
+        """GET /locations/{locationId}: the sub-account itself ({id, name, timezone, ...}). One request that
+        shows the token works for this location (401/403 otherwise); the answer's headers carry the budget."""
+        data = await self._json("GET", f"/locations/{quote(self.location_id, safe='')}", version=VERSION_CONTACTS)
+        location = data.get("location") if isinstance(data, dict) else None
+        return location if isinstance(location, dict) else {}
+
     # ---- calls -------------------------------------------------------------------------------------
 
     async def export_call_messages(self, *, cursor: str | None = None, limit: int = 500,

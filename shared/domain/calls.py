@@ -5,11 +5,14 @@ Status: lowercase, trimmed, runs of spaces/underscores/hyphens collapsed to one 
 Twilio/GHL-export spelling). "answered" and "completed" mean someone picked up (connected). Transient
 statuses (ringing, ...) never replace a final one in the database merge.
 
-Disposition: mapped case-insensitively (and ignoring spaces, hyphens, underscores) onto the nine canonical
-values; an unknown value maps to None (the raw payload keeps it). When none was sent, one is inferred from
-status, notes and transcript (`infer_disposition`, GHL-FACTS' rules) and marked 'inferred', so a chosen one
-replaces it later. The SQL function `public.infer_call_disposition` applies the same rules to the merged row
-(a test checks both agree), so the inferred value does not depend on the order of the two hits.
+Disposition: mapped case-insensitively (and ignoring spaces and punctuation) onto the nine canonical
+values; an unknown value maps to None. The value as sent is kept as `disposition_label`: the database maps
+it by the location's own `ghl_integrations.disposition_mapping` first, then by the same built-in synonyms
+(`public.map_disposition_label`; a test compares them), and stores it on the row. When none was sent (or it
+is unknown), one is inferred from status, notes and transcript (`infer_disposition`, GHL-FACTS' rules) and
+marked 'inferred', so a chosen one replaces it later. The SQL function `public.infer_call_disposition`
+applies the same rules to the merged row (a test checks both agree), so the inferred value does not depend on
+the order of the two hits.
 """
 
 from __future__ import annotations
@@ -48,8 +51,13 @@ def is_connected(status: str | None) -> bool | None:
     return status in CONNECTED_STATUSES
 
 
+# Whitespace and punctuation (ASCII and typographic quotes/dashes): the same class as
+# public.disposition_label_key (SQL).
+_LABEL_NOISE = re.compile(r"[\s!-/:-@\[-`{-~\u2018\u2019\u201c\u201d\u2013\u2014]+")
+
+
 def _disposition_key(text: str) -> str:
-    return _SEPARATORS.sub("", text.strip().lower())
+    return _LABEL_NOISE.sub("", text.lower())
 
 
 _ALIASES = {
@@ -115,6 +123,7 @@ class CallRecord(BaseModel):
     started_at: datetime | None = None
     disposition: str | None = None
     disposition_source: Literal["chosen", "inferred"] | None = None
+    disposition_label: str | None = None  # the disposition as sent (the database maps it per location)
     notes: str | None = None
     transcript: str | None = None
     recording_url: str | None = None
@@ -130,7 +139,10 @@ class CallRecord(BaseModel):
         fields["call_status"] = status
         if fields.get("connected") is None:
             fields["connected"] = is_connected(status)
-        chosen = canonical_disposition(fields.get("disposition"))
+        sent = fields.get("disposition")
+        if fields.get("disposition_label") is None and sent is not None:
+            fields["disposition_label"] = str(sent).strip()[:200] or None
+        chosen = canonical_disposition(sent)
         if chosen is not None:
             fields["disposition"], fields["disposition_source"] = chosen, "chosen"
         else:

@@ -7,6 +7,11 @@
 --   * a chosen disposition beats an inferred one; when none was chosen, the disposition is inferred from the
 --     MERGED status, notes and transcript (same rules as shared/domain/calls.py), so it does not depend on
 --     which hit came first;
+--   * a disposition label (the name a person picked in GHL, as sent) is mapped by the location's own
+--     ghl_integrations.disposition_mapping first, then by the built-in synonyms (map_disposition_label, in
+--     20261202020000_add_disposition_mapping.sql); a mapped label is a chosen disposition, an unmapped one
+--     leaves the disposition to inference. disposition_label keeps the label behind the row's disposition:
+--     the chosen one's, else the latest one sent (the doctor counts labels left unmapped);
 --   * raw_payload = {"hits": {"<source>:<md5 of the hit>": <hit as received>, ...}}: each distinct hit's
 --     contribution is kept, and the same hit sent twice adds nothing (its outcome is "unchanged");
 --   * the link (prospect / contact) is filled when empty, never moved.
@@ -62,7 +67,8 @@ CREATE TYPE public.call_fields AS (
   notes text,
   transcript text,
   recording_url text,
-  raw_payload jsonb
+  raw_payload jsonb,
+  disposition_label text
 );
 
 -- p_old: the stored row's values (NULL on insert); p_new: what this hit brought.
@@ -109,6 +115,10 @@ BEGIN
       p_new.disposition, p_old.disposition);
     merged.disposition_source := CASE WHEN merged.disposition IS NOT NULL THEN 'inferred' END;
   END IF;
+  -- The label behind a chosen disposition stays with it; else the latest label sent (unmapped).
+  merged.disposition_label := CASE WHEN chosen_new THEN p_new.disposition_label
+                                   WHEN chosen_old THEN p_old.disposition_label
+                                   ELSE coalesce(p_new.disposition_label, p_old.disposition_label) END;
 
   merged.raw_payload := coalesce(p_old.raw_payload, '{}'::jsonb) || jsonb_build_object('hits',
     coalesce(p_old.raw_payload -> 'hits', '{}'::jsonb) || coalesce(p_new.raw_payload -> 'hits', '{}'::jsonb));
@@ -170,7 +180,9 @@ END $$;
 
 -- p_call keys: external_call_id (required), location_id, ghl_contact_id, direction, from_number, to_number,
 -- call_status, connected, duration_seconds, started_at, disposition, disposition_source ('chosen'|'inferred';
--- a disposition without a source counts as chosen), notes, transcript, recording_url, contact_phone and
+-- a disposition without a source counts as chosen), disposition_label (the disposition's name as sent: mapped
+-- here by the location's disposition_mapping, then the built-in synonyms; a mapped label is chosen and beats
+-- the disposition sent), notes, transcript, recording_url, contact_phone and
 -- contact_email (matching only), raw (the hit as received), source ('webhook'|'import', default 'webhook').
 -- Returns {"outcome": "inserted"|"updated"|"unchanged", "id", "table"} or {"outcome": "unknown_location"}.
 CREATE OR REPLACE FUNCTION public.upsert_call(p_call jsonb) RETURNS jsonb
@@ -182,6 +194,9 @@ DECLARE
   v_raw jsonb := coalesce(p_call -> 'raw', '{}'::jsonb);
   v_type text;
   v_client uuid;
+  v_mapping jsonb;
+  v_label text := nullif(btrim(p_call ->> 'disposition_label'), '');
+  v_mapped text;
   v_new public.call_fields;
   v_phone text;
   v_link uuid;
@@ -201,7 +216,7 @@ BEGIN
       (SELECT ghl_location_id FROM sales_calls WHERE external_call_id = v_call_id),
       (SELECT ghl_location_id FROM calls WHERE external_call_id = v_call_id));
   END IF;
-  SELECT integration_type, client_id INTO v_type, v_client
+  SELECT integration_type, client_id, disposition_mapping INTO v_type, v_client, v_mapping
     FROM ghl_integrations WHERE location_id = v_location AND is_active IS TRUE;
   IF NOT FOUND THEN
     RETURN jsonb_build_object('outcome', 'unknown_location');
@@ -222,8 +237,15 @@ BEGIN
     nullif(p_call ->> 'notes', ''),
     nullif(p_call ->> 'transcript', ''),
     nullif(p_call ->> 'recording_url', ''),
-    jsonb_build_object('hits', jsonb_build_object(v_source || ':' || left(md5(v_raw::text), 16), v_raw))
+    jsonb_build_object('hits', jsonb_build_object(v_source || ':' || left(md5(v_raw::text), 16), v_raw)),
+    v_label
   )::public.call_fields;
+  -- The location's names for its dispositions first, then the built-in synonyms.
+  v_mapped := map_disposition_label(v_label, v_mapping);
+  IF v_mapped IS NOT NULL THEN
+    v_new.disposition := v_mapped;
+    v_new.disposition_source := 'chosen';
+  END IF;
 
   -- The contact's number: the one sent, else the far end of the call.
   v_phone := coalesce(nullif(p_call ->> 'contact_phone', ''),
@@ -234,23 +256,23 @@ BEGIN
     INSERT INTO sales_calls AS t (
       external_call_id, prospect_id, ghl_location_id, ghl_contact_id, direction, from_number, to_number,
       call_status, connected, duration_seconds, started_at, disposition, disposition_source, notes, transcript,
-      recording_url, raw_payload)
+      recording_url, raw_payload, disposition_label)
     SELECT v_call_id, v_link, m.* FROM merge_call_fields(NULL, v_new) AS m
     ON CONFLICT (external_call_id) DO UPDATE SET (
       prospect_id, ghl_location_id, ghl_contact_id, direction, from_number, to_number,
       call_status, connected, duration_seconds, started_at, disposition, disposition_source, notes, transcript,
-      recording_url, raw_payload) = (
+      recording_url, raw_payload, disposition_label) = (
       SELECT coalesce(t.prospect_id, EXCLUDED.prospect_id), m.*
       FROM merge_call_fields(ROW(t.ghl_location_id, t.ghl_contact_id, t.direction, t.from_number, t.to_number,
         t.call_status, t.connected, t.duration_seconds, t.started_at, t.disposition, t.disposition_source,
-        t.notes, t.transcript, t.recording_url, t.raw_payload)::call_fields, v_new) AS m)
+        t.notes, t.transcript, t.recording_url, t.raw_payload, t.disposition_label)::call_fields, v_new) AS m)
     WHERE (t.prospect_id IS NULL AND EXCLUDED.prospect_id IS NOT NULL)
        OR ROW(t.ghl_location_id, t.ghl_contact_id, t.direction, t.from_number, t.to_number,
         t.call_status, t.connected, t.duration_seconds, t.started_at, t.disposition, t.disposition_source,
-        t.notes, t.transcript, t.recording_url, t.raw_payload)::call_fields
+        t.notes, t.transcript, t.recording_url, t.raw_payload, t.disposition_label)::call_fields
         IS DISTINCT FROM merge_call_fields(ROW(t.ghl_location_id, t.ghl_contact_id, t.direction, t.from_number,
         t.to_number, t.call_status, t.connected, t.duration_seconds, t.started_at, t.disposition,
-        t.disposition_source, t.notes, t.transcript, t.recording_url, t.raw_payload)::call_fields, v_new)
+        t.disposition_source, t.notes, t.transcript, t.recording_url, t.raw_payload, t.disposition_label)::call_fields, v_new)
     RETURNING id, (xmax = 0) INTO v_id, v_inserted;
     IF v_id IS NULL THEN  -- the merge changed nothing (the conflict locked the row; it exists)
       SELECT id INTO v_id FROM sales_calls WHERE external_call_id = v_call_id;
@@ -264,24 +286,24 @@ BEGIN
   INSERT INTO calls AS t (
     external_call_id, contact_id, client_id, ghl_location_id, ghl_contact_id, direction, from_number, to_number,
     call_status, connected, duration_seconds, started_at, disposition, disposition_source, notes, transcript,
-    recording_url, raw_payload)
+    recording_url, raw_payload, disposition_label)
   SELECT v_call_id, v_link, v_client, m.* FROM merge_call_fields(NULL, v_new) AS m
   ON CONFLICT (external_call_id) DO UPDATE SET (
     contact_id, client_id, ghl_location_id, ghl_contact_id, direction, from_number, to_number,
     call_status, connected, duration_seconds, started_at, disposition, disposition_source, notes, transcript,
-    recording_url, raw_payload) = (
+    recording_url, raw_payload, disposition_label) = (
     SELECT coalesce(t.contact_id, EXCLUDED.contact_id), coalesce(t.client_id, EXCLUDED.client_id), m.*
     FROM merge_call_fields(ROW(t.ghl_location_id, t.ghl_contact_id, t.direction, t.from_number, t.to_number,
       t.call_status, t.connected, t.duration_seconds, t.started_at, t.disposition, t.disposition_source,
-      t.notes, t.transcript, t.recording_url, t.raw_payload)::call_fields, v_new) AS m)
+      t.notes, t.transcript, t.recording_url, t.raw_payload, t.disposition_label)::call_fields, v_new) AS m)
   WHERE (t.contact_id IS NULL AND EXCLUDED.contact_id IS NOT NULL)
      OR (t.client_id IS NULL AND EXCLUDED.client_id IS NOT NULL)
      OR ROW(t.ghl_location_id, t.ghl_contact_id, t.direction, t.from_number, t.to_number,
       t.call_status, t.connected, t.duration_seconds, t.started_at, t.disposition, t.disposition_source,
-      t.notes, t.transcript, t.recording_url, t.raw_payload)::call_fields
+      t.notes, t.transcript, t.recording_url, t.raw_payload, t.disposition_label)::call_fields
       IS DISTINCT FROM merge_call_fields(ROW(t.ghl_location_id, t.ghl_contact_id, t.direction, t.from_number,
       t.to_number, t.call_status, t.connected, t.duration_seconds, t.started_at, t.disposition,
-      t.disposition_source, t.notes, t.transcript, t.recording_url, t.raw_payload)::call_fields, v_new)
+      t.disposition_source, t.notes, t.transcript, t.recording_url, t.raw_payload, t.disposition_label)::call_fields, v_new)
   RETURNING id, (xmax = 0) INTO v_id, v_inserted;
   IF v_id IS NULL THEN
     SELECT id INTO v_id FROM calls WHERE external_call_id = v_call_id;

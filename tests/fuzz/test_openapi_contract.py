@@ -93,6 +93,10 @@ def test_import_answers_match_the_document(stack, db, location):
     assert done.status_code == 200 and done.json()["batch"]["status"] == "completed"
     replay = call(url, body=b'{"action": "replay_spool"}', headers=SCHEDULER)
     assert replay.status_code == 200 and replay.json()["replay"]["configured"] is True
+    health = call(url, body=json.dumps({"action": "health", "location_id": location}).encode(), headers=SCHEDULER)
+    assert health.status_code == 200 and health.json()["locations"][0]["location_id"] == location
+    assert call(url, body=b'{"action": "health", "check_tokens": 1}', headers=SCHEDULER,
+                request_valid=False).status_code == 400
     assert call(url, body=b'{"action": "import"}', headers=SCHEDULER, request_valid=False).status_code == 400
     assert call(url, body=b'{"action": "process", "batch_id": "nope"}', headers=SCHEDULER,
                 request_valid=False).status_code == 400
