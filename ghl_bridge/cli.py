@@ -9,6 +9,7 @@
     ghl-bridge import process [BATCH] [--json]
     ghl-bridge import status [BATCH] [--json]
     ghl-bridge replay [--json]                 replay the webhook spool into the database
+    ghl-bridge enrich [--location ID] [--limit N] [--json]   fetch calls' transcripts and recordings
       (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
