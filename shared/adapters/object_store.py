@@ -7,6 +7,7 @@ webhook's normal path) does not pay for it at cold start.
 
 from __future__ import annotations
 
+import threading
 from typing import IO, Any
 
 
@@ -35,11 +36,16 @@ class S3Bucket:
         self._region = region
         self._read_timeout = read_timeout
         self._client = client
+        self._lock = threading.Lock()
 
     @property
     def client(self):
+        # One client, made once even when several upload threads ask at the same moment (a boto3 client
+        # costs ~15 MB and ~1 s to build; the client itself is thread-safe).
         if self._client is None:
-            self._client = s3_client(self._endpoint_url, self._region, read_timeout=self._read_timeout)
+            with self._lock:
+                if self._client is None:
+                    self._client = s3_client(self._endpoint_url, self._region, read_timeout=self._read_timeout)
         return self._client
 
     def exists(self, key: str) -> bool:

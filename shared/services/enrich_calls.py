@@ -13,8 +13,9 @@ Per active integration (locations run in parallel, each with its own GHL client,
   SQL schedules the next attempt (1 min doubling, capped) or, past the horizon, marks the call unavailable.
   429 and 5xx are the client's own retries; a call whose retries ran out is reported like "not ready".
 - 401/403 (the token) and a spent daily budget stop that location's run: its claimed calls are released.
-- A recording is written once: its key is checked (HEAD) before the audio is read, and an upload appears
-  whole or not at all, so a re-run after a crash overwrites nothing complete.
+- A recording is written once: for a call an earlier (killed) claim held, its key is checked (HEAD) before
+  the audio is read; an upload appears whole or not at all; so a re-run after a crash overwrites nothing
+  complete. A result that stores a recording always records its key, so only a lost claim can leave one.
 - The time budget: no claim after `deadline`; a claimed call whose lease is about to end is released.
 """
 
@@ -40,7 +41,7 @@ log = get_logger("services.enrich_calls")
 
 MAX_CONSECUTIVE_TRANSIENT_FAILURES = 10
 LEASE_SAFETY_SECONDS = 15  # a call whose lease ends sooner than this is released, not fetched
-UPLOAD_THREADS = 4  # object-store writes at once per run (boto3 is synchronous)
+UPLOAD_THREADS = 8  # object-store calls at once per run (boto3 is synchronous); enough to keep up with 3 locations
 _AUTH_STATUSES = (401, 403)
 
 
@@ -248,7 +249,7 @@ async def _enrich_one(run: _LocationRun, client, recordings, uploads, settings, 
                 problems.append("transcript: GHL has none yet (empty)")
         if row.get("need_recording") and recordings is not None:
             path, problem = await _store_recording(client, recordings, uploads, settings, summary.location_id,
-                                                   message_id)
+                                                   message_id, maybe_stored=bool(row.get("was_claimed")))
             if path:
                 result.recording_path = path
                 summary.recordings += 1
@@ -287,15 +288,17 @@ def _release(run: _LocationRun, result: _Result, reason: str) -> _Result:
     return _Result(id=result.id, table=result.table, outcome="released")
 
 
-async def _store_recording(client, recordings, uploads, settings, location_id: str,
-                           message_id: str) -> tuple[str | None, str | None]:
-    """(object key, None) once the audio is stored (or was already), else (None, why not)."""
+async def _store_recording(client, recordings, uploads, settings, location_id: str, message_id: str, *,
+                           maybe_stored: bool) -> tuple[str | None, str | None]:
+    """(object key, None) once the audio is stored (or was already), else (None, why not).
+    maybe_stored: an earlier claim of the call ended without a result, so the object may exist: its key is
+    checked before the audio is read (a call never claimed before cannot have one: the key is its own)."""
     loop = asyncio.get_running_loop()
     async with client.stream_call_recording(message_id) as audio:
         if audio is None:
             return None, "GHL has none yet (422)"
         key = recording_key(location_id, message_id, audio.content_type)
-        if await _storage(loop, uploads, "head", partial(recordings.exists, key)):
+        if maybe_stored and await _storage(loop, uploads, "head", partial(recordings.exists, key)):
             return key, None  # written by an earlier run: never overwritten
         with tempfile.SpooledTemporaryFile(max_size=settings.recordings_memory_bytes) as buffer:
             try:

@@ -121,11 +121,12 @@ $$;
 -- Claim up to p_limit due calls of a location (both tables, oldest due first) for p_lease_seconds under
 -- p_claim_id. SKIP LOCKED: a concurrent claim takes other rows; a committed claim keeps the row out of every
 -- other claim until its lease ends (a killed worker's claim expires by itself).
--- need_recording is false when recordings are off (p_recordings_enabled).
+-- need_recording is false when recordings are off (p_recordings_enabled). was_claimed: an earlier claim ended
+-- without a result (a killed worker), so its recording may already be stored: the worker checks the key first.
 CREATE OR REPLACE FUNCTION public.claim_due_calls(p_location_id text, p_claim_id uuid, p_lease_seconds integer,
                                                   p_limit integer, p_recordings_enabled boolean DEFAULT true)
 RETURNS TABLE (id uuid, call_table text, external_call_id text, need_transcript boolean,
-               need_recording boolean, attempts integer)
+               need_recording boolean, attempts integer, was_claimed boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   taken integer;
@@ -138,7 +139,7 @@ BEGIN
   END IF;
   RETURN QUERY
   WITH due AS (
-    SELECT c.id FROM public.sales_calls c
+    SELECT c.id, c.enrichment_claimed_until IS NOT NULL AS was_claimed FROM public.sales_calls c
     WHERE c.ghl_location_id = p_location_id AND c.enrichment_status = 'pending'
       AND c.enrichment_next_attempt_at <= now()
       AND (c.enrichment_claimed_until IS NULL OR c.enrichment_claimed_until <= now())
@@ -152,14 +153,14 @@ BEGIN
   RETURNING c.id, 'sales_calls'::text, c.external_call_id,
             public.call_needs_transcript(c.call_status, c.connected, c.transcript),
             p_recordings_enabled AND public.call_needs_recording(c.duration_seconds, c.recording_path),
-            c.enrichment_attempts;
+            c.enrichment_attempts, due.was_claimed;
   GET DIAGNOSTICS taken = ROW_COUNT;
   IF taken >= p_limit THEN
     RETURN;
   END IF;
   RETURN QUERY
   WITH due AS (
-    SELECT c.id FROM public.calls c
+    SELECT c.id, c.enrichment_claimed_until IS NOT NULL AS was_claimed FROM public.calls c
     WHERE c.ghl_location_id = p_location_id AND c.enrichment_status = 'pending'
       AND c.enrichment_next_attempt_at <= now()
       AND (c.enrichment_claimed_until IS NULL OR c.enrichment_claimed_until <= now())
@@ -173,7 +174,7 @@ BEGIN
   RETURNING c.id, 'calls'::text, c.external_call_id,
             public.call_needs_transcript(c.call_status, c.connected, c.transcript),
             p_recordings_enabled AND public.call_needs_recording(c.duration_seconds, c.recording_path),
-            c.enrichment_attempts;
+            c.enrichment_attempts, due.was_claimed;
 END $$;
 
 -- Write a group of results of calls still claimed by p_claim_id; returns how many were written (fewer: those

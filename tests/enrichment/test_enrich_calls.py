@@ -130,7 +130,7 @@ def test_a_call_past_the_horizon_becomes_unavailable_with_the_reason(
 
 
 def test_two_workers_at_once_fetch_each_call_once(stack, db, database, recordings, ghl_sandbox, media_location):
-    location = media_location(latency_ms=30)
+    location = media_location(latency_ms=50)
     calls = [add_ghl_call(ghl_sandbox, location) for _ in range(24)]
     for call_id in calls:
         send_webhook(stack, completed_hit(call_id, location.id))

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import pytest
 
+from shared.adapters.enrich_repository import EnrichRepository
 from shared.adapters.supabase_db import create_service_client
 from shared.services.enrich_calls import run_enrich
 from tests.conftest import TEST_SCHEDULER_SECRET
@@ -115,13 +117,19 @@ def test_a_recording_already_stored_is_not_written_again(stack, db, recordings, 
     location = media_location()
     call_id = add_ghl_call(ghl_sandbox, location)
     send_webhook(stack, completed_hit(call_id, location.id))
+    database = create_service_client(stack["supabase_url"], stack["service_role_key"])
+    # The killed worker: claimed the call (1 s lease), stored the recording, died before recording the result.
+    [claimed] = EnrichRepository(database).claim(location.id, str(uuid.uuid4()), lease_seconds=1, limit=5,
+                                                 recordings_enabled=True)
+    assert claimed["external_call_id"] == call_id and claimed["was_claimed"] is False
     key = f"{location.id}/{call_id}.wav"
     recordings.client.put_object(Bucket=recordings.bucket, Key=key, Body=b"written by the killed worker",
                                  ContentType="audio/x-wav")
     etag = recordings.head(key)["ETag"]
-    database = create_service_client(stack["supabase_url"], stack["service_role_key"])
+    time.sleep(1.1)  # its lease ends
     run_enrich(database, enrich_settings(stack), recordings=recordings, location_id=location.id)
     row = call_row(db, call_id)
     assert row["recording_path"] == key and row["enrichment_status"] == "done"
     assert recordings.head(key)["ETag"] == etag  # not overwritten
     assert len(ghl_sandbox.recording(location.id, call_id)) == AUDIO_BYTES
+    assert media_requests(ghl_sandbox, location.id)["recording"] == 1  # headers only: the audio was not read
