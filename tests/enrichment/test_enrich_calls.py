@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from shared.adapters.enrich_repository import EnrichRepository
 from shared.adapters.supabase_db import create_service_client
 from shared.services.enrich_calls import run_enrich
 from tests.enrichment.conftest import (
@@ -37,6 +38,8 @@ def test_a_webhook_only_call_is_enriched(stack, db, database, settings, recordin
     send_webhook(stack, completed_hit(call_id, location.id))
     row = call_row(db, call_id)
     assert row["enrichment_status"] == "pending" and row["transcript"] is None and row["recording_path"] is None
+    status = EnrichRepository(database).summary(location.id)
+    assert (status["pending"], status["due_now"], status["claimed"], status["done"]) == (1, 1, 0, 0)
 
     summary = enrich(database, settings, recordings, location.id)
 
@@ -52,6 +55,7 @@ def test_a_webhook_only_call_is_enriched(stack, db, database, settings, recordin
     assert (summary.claimed, summary.done, summary.transcripts, summary.recordings, summary.status) == (
         1, 1, 1, 1, "success")
     assert media_requests(ghl_sandbox, location.id) == {"transcription": 1, "recording": 1}  # 2 per call
+    assert EnrichRepository(database).summary(location.id)["done"] == 1
 
     # Nothing left: another run asks GHL nothing.
     assert enrich(database, settings, recordings, location.id).claimed == 0
@@ -124,6 +128,8 @@ def test_a_call_past_the_horizon_becomes_unavailable_with_the_reason(
     assert row["enrichment_status"] == "unavailable" and row["enrichment_next_attempt_at"] is None
     assert "transcript: GHL has none yet" in row["enrichment_last_error"]
     assert "recording: GHL has none yet" in row["enrichment_last_error"]
+    summary = EnrichRepository(database).summary(location.id)
+    assert (summary["pending"], summary["unavailable"], summary["done"]) == (0, 1, 0)
     before = media_requests(ghl_sandbox, location.id)
     assert enrich(database, settings, recordings, location.id).claimed == 0
     assert media_requests(ghl_sandbox, location.id) == before
