@@ -74,22 +74,36 @@ def add_location(admin: SandboxAdmin, db, count: int):
     return location, ids
 
 
-def run_ours(info: dict) -> tuple[float, int, dict]:
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time so far of the stack's processes (the machine is shared: where did the CPU go?)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for name, service in stack.services.items():
+        try:
+            fields = Path(f"/proc/{service.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds[name] = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+        except (OSError, ValueError, IndexError):
+            continue
+    return seconds
+
+
+def run_ours(info: dict) -> tuple[float, int, float, dict]:
     env = {**os.environ, "SUPABASE_URL": info["supabase_url"], "SUPABASE_SERVICE_ROLE_KEY": info["service_role_key"],
            "GHL_API_BASE_URL": info["ghl_sandbox_url"], "SPOOL_S3_ENDPOINT_URL": info["s3_endpoint_url"],
            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "ENRICH_DEADLINE_SECONDS": "900",
            "LOG_LEVEL": "WARNING"}
     # A wrapper process runs the worker and reports the worker's own peak RSS (its only child).
     wrapper = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)")
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+               "print(u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(code)")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "ghl_bridge.cli", "enrich", "--json"],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 1):
         raise SystemExit(f"ghl-bridge enrich failed ({done.returncode}): {done.stderr[-2000:]}")
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return elapsed, peak_kb, json.loads(done.stdout)
+    peak_kb, cpu = done.stderr.strip().splitlines()[-1].split()
+    return elapsed, int(peak_kb), float(cpu), json.loads(done.stdout)
 
 
 def run_baseline(info: dict, location, ids: list[str]) -> tuple[float, int, int]:
@@ -136,7 +150,13 @@ def main() -> None:
                   f"{BURST} requests / {WINDOW_MS / 1000:g} s per location, {LATENCY_MS} ms latency, "
                   f"{AUDIO_BYTES // 1024} KiB recordings", flush=True)
 
-            elapsed, peak_kb, result = run_ours(info)
+            load_before = os.getloadavg()[0]
+            cpu_before = cpu_seconds(stack)
+            elapsed, peak_kb, worker_cpu, result = run_ours(info)
+            cpu_after = cpu_seconds(stack)
+            load_after = os.getloadavg()[0]
+            stack_cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after
+                         if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.5}
             rows = db.execute("SELECT enrichment_status, count(*) AS n FROM sales_calls WHERE ghl_location_id = ANY(%s)"
                               " GROUP BY 1", ([loc.id for loc in locations],)).fetchall()
             statuses = {r["enrichment_status"]: r["n"] for r in rows}
@@ -184,6 +204,10 @@ def main() -> None:
             verdict = "MET" if peak_kb < 150 * 1024 else "MISSED"
             print(f"memory    : peak RSS of the worker {peak_kb / 1024:.0f} MB (target < 150 MB) -> {verdict}")
             print(f"checks    : rows {statuses}; objects {objects}, of {AUDIO_BYTES} bytes each: {sizes_ok}")
+            print(f"CPU       : worker {worker_cpu:.1f} s; " + ", ".join(
+                f"{name} {seconds:.1f} s" for name, seconds in sorted(stack_cpu.items(), key=lambda kv: -kv[1]))
+                  + f" during the run; machine load average {load_before:.1f} before, {load_after:.1f} after "
+                  f"({os.cpu_count()} CPUs, shared with other work)")
             print(f"baseline  : inside the webhook, one call at a time (transcript, whole recording in memory, row "
                   f"update), measured on {args.baseline_calls} calls: {base_elapsed:.2f} s ({per_call * 1000:.0f} ms "
                   f"per call, failed {base_failed}, {base_bytes / 1e6:.0f} MB read)")

@@ -57,10 +57,15 @@ class S3Bucket:
             raise
         return True
 
-    def upload(self, key: str, body: IO[bytes], *, content_type: str, part_size: int = 8 * 1024 * 1024) -> None:
-        """Write a file-like object under key: one PUT when it is small, a multipart upload (parts of
-        part_size, one at a time, so memory stays at one part) when it is larger. The object appears whole
-        or not at all."""
+    def upload(self, key: str, body: IO[bytes], *, size: int, content_type: str,
+               part_size: int = 8 * 1024 * 1024) -> None:
+        """Write a seekable file-like object of `size` bytes under key: one PUT up to part_size, else a
+        multipart upload (parts of part_size, one at a time, so memory stays at one part). Either way the
+        object appears whole or not at all."""
+        if size <= part_size:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
+                                   ContentType=content_type)
+            return
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, use_threads=False)

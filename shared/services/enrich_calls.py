@@ -306,10 +306,11 @@ async def _store_recording(client, recordings, uploads, settings, location_id: s
                     buffer.write(chunk)
             except httpx.HTTPError as exc:
                 raise errors.GhlTransientError(f"recording download interrupted ({type(exc).__name__})") from exc
-            if buffer.tell() == 0:
+            size = buffer.tell()
+            if size == 0:
                 return None, "GHL sent no audio yet"
             buffer.seek(0)
-            await _storage(loop, uploads, "upload", partial(recordings.upload, key, buffer,
+            await _storage(loop, uploads, "upload", partial(recordings.upload, key, buffer, size=size,
                                                            content_type=audio.content_type))
     return key, None
 

@@ -1,4 +1,4 @@
-"""The pure rules: a transcript as text with speaker labels, a recording's object key."""
+"""The pure rules (a transcript as text with speaker labels, a recording's object key), and the S3 adapter's upload."""
 
 from __future__ import annotations
 
@@ -36,3 +36,22 @@ def test_extension_from_content_type(content_type, ext):
 def test_key_is_location_then_message_one_level_deep():
     assert recording_key("loc1", "msg_1", "audio/x-wav") == "loc1/msg_1.wav"
     assert recording_key("loc1", "a/../b", "audio/mpeg") == "loc1/a%2F..%2Fb.mp3"
+
+
+def test_a_large_recording_goes_up_in_parts_and_arrives_whole(stack, monkeypatch):
+    """Above the part size the upload is multipart (parts of part_size); the object is byte-for-byte the file."""
+    import io
+    import os as _os
+    import uuid
+
+    from shared.adapters.object_store import S3Bucket
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    bucket = S3Bucket(endpoint_url=stack["s3_endpoint_url"], bucket="call-recordings", region="us-east-1")
+    data = _os.urandom(11 * 1024 * 1024)
+    key = f"test-multipart/{uuid.uuid4().hex}.wav"
+    bucket.upload(key, io.BytesIO(data), size=len(data), content_type="audio/x-wav", part_size=5 * 1024 * 1024)
+    assert bucket.get_bytes(key) == data
+    assert bucket.head(key)["ETag"].strip('"').endswith("-3")  # three parts: 5 + 5 + 1 MiB
+    assert bucket.exists(key) and not bucket.exists(key + ".missing")
