@@ -236,42 +236,45 @@ async def _enrich_one(run: _LocationRun, client, recordings, uploads, settings, 
         summary.released += 1
         return result
     message_id = row["external_call_id"]
+
+    async def transcript() -> str | None:
+        sentences = await client.get_call_transcription(message_id)
+        text = flatten_transcript(sentences)
+        if not text:
+            return "GHL has none yet (empty)"
+        result.transcript = text
+        result.sentences = [sentence.raw for sentence in sentences]
+        summary.transcripts += 1
+        return None
+
+    async def recording() -> str | None:
+        path, problem = await _store_recording(client, recordings, uploads, settings, summary.location_id,
+                                               message_id, maybe_stored=bool(row.get("was_claimed")))
+        if path:
+            result.recording_path = path
+            summary.recordings += 1
+        return problem
+
+    parts = [("transcript", transcript)] if row.get("need_transcript") else []
+    if row.get("need_recording") and recordings is not None:
+        parts.append(("recording", recording))
     problems: list[str] = []
+    transient = False
     try:
-        if row.get("need_transcript"):
-            sentences = await client.get_call_transcription(message_id)
-            text = flatten_transcript(sentences)
-            if text:
-                result.transcript = text
-                result.sentences = [sentence.raw for sentence in sentences]
-                summary.transcripts += 1
-            else:
-                problems.append("transcript: GHL has none yet (empty)")
-        if row.get("need_recording") and recordings is not None:
-            path, problem = await _store_recording(client, recordings, uploads, settings, summary.location_id,
-                                                   message_id, maybe_stored=bool(row.get("was_claimed")))
-            if path:
-                result.recording_path = path
-                summary.recordings += 1
-            else:
-                problems.append(f"recording: {problem}")
-    except errors.BudgetExhausted as exc:
-        return _release(run, result, f"daily GHL budget spent: {exc.message}")
-    except errors.GhlPermanentError as exc:
-        if exc.status_code in _AUTH_STATUSES:
-            return _release(run, result, f"GHL refused the location's token: {exc.message}")
-        run.consecutive_transient = 0
-        problems.append(exc.message)  # 400/404/422...: GHL has no such data yet; retried until the horizon
-    except errors.TransientError as exc:
-        problems.append(exc.message)
+        for part, fetch in parts:  # each part on its own: a transcript GHL refuses does not hold up the audio
+            problem, part_transient = await _attempt(summary.location_id, message_id, fetch)
+            transient = transient or part_transient
+            if problem:
+                problems.append(f"{part}: {problem}")
+    except _StopLocation as stop:
+        run.abort_reason = run.abort_reason or stop.reason
+        summary.released += 1
+        return _Result(id=result.id, table=result.table, outcome="released")
+    if transient:
         run.consecutive_transient += 1
         if run.consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT_FAILURES:
             run.abort_reason = run.abort_reason or (
-                f"GHL failed {run.consecutive_transient} calls in a row (last: {exc.message}); stopped early")
-    except Exception as exc:  # noqa: BLE001 - a bug for one call is recorded on it, the run goes on
-        log.exception("unexpected error enriching a call", extra={"fields": {
-            "location_id": summary.location_id, "call_id": message_id}})
-        problems.append(f"unexpected error ({type(exc).__name__})")
+                f"GHL failed {run.consecutive_transient} calls in a row (last: {problems[-1]}); stopped early")
     else:
         run.consecutive_transient = 0
     if problems:
@@ -282,10 +285,29 @@ async def _enrich_one(run: _LocationRun, client, recordings, uploads, settings, 
     return result
 
 
-def _release(run: _LocationRun, result: _Result, reason: str) -> _Result:
-    run.abort_reason = run.abort_reason or reason
-    run.summary.released += 1
-    return _Result(id=result.id, table=result.table, outcome="released")
+class _StopLocation(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _attempt(location_id: str, message_id: str, fetch) -> tuple[str | None, bool]:
+    """(why the part is not stored yet or None, whether it was a transient failure). 401/403 and a spent daily
+    budget stop the location (_StopLocation); other refusals (400/404/422) mean GHL has nothing yet."""
+    try:
+        return await fetch(), False
+    except errors.BudgetExhausted as exc:
+        raise _StopLocation(f"daily GHL budget spent: {exc.message}") from exc
+    except errors.GhlPermanentError as exc:
+        if exc.status_code in _AUTH_STATUSES:
+            raise _StopLocation(f"GHL refused the location's token: {exc.message}") from exc
+        return exc.message, False
+    except errors.TransientError as exc:  # the client's retries ran out, or the object store failed
+        return exc.message, True
+    except Exception as exc:  # noqa: BLE001 - a bug for one call is recorded on it, the run goes on
+        log.exception("unexpected error enriching a call", extra={"fields": {
+            "location_id": location_id, "call_id": message_id}})
+        return f"unexpected error ({type(exc).__name__})", False
 
 
 async def _store_recording(client, recordings, uploads, settings, location_id: str, message_id: str, *,

@@ -232,3 +232,17 @@ def test_the_sandbox_serves_not_ready_answers_within_the_contract(ghl_sandbox, m
     early, late, content_type, length, data = asyncio.run(fetch())
     assert early == [] and len(late) == 2
     assert content_type == "audio/x-wav" and length == 3000 and data == ghl_sandbox.recording(location.id, call_id)
+
+
+def test_a_refused_transcript_does_not_hold_up_the_recording(stack, db, database, settings, recordings, ghl_sandbox,
+                                                             media_location):
+    """GHL refuses the transcript (400: it does not know the message yet) and has no audio (422): each part is
+    tried and reported on its own, and the call waits for the next attempt."""
+    location = media_location()
+    call_id = new_call_id()  # a call GHL's API does not know (yet)
+    send_webhook(stack, completed_hit(call_id, location.id))
+    summary = enrich(database, settings, recordings, location.id)
+    row = call_row(db, call_id)
+    assert summary.not_ready == 1 and summary.status == "success" and row["enrichment_status"] == "pending"
+    assert row["enrichment_last_error"].startswith("transcript: GHL answered 400")
+    assert "; recording: GHL has none yet (422)" in row["enrichment_last_error"]
