@@ -133,3 +133,24 @@ def test_a_recording_already_stored_is_not_written_again(stack, db, recordings, 
     assert recordings.head(key)["ETag"] == etag  # not overwritten
     assert len(ghl_sandbox.recording(location.id, call_id)) == AUDIO_BYTES
     assert media_requests(ghl_sandbox, location.id)["recording"] == 1  # headers only: the audio was not read
+
+
+def test_the_cli_enriches_and_prints_json(stack, db, recordings, ghl_sandbox, media_location):
+    location = media_location()
+    call_id = add_ghl_call(ghl_sandbox, location)
+    send_webhook(stack, completed_hit(call_id, location.id))
+    env = {**os.environ, "SUPABASE_URL": stack["supabase_url"], "SUPABASE_SERVICE_ROLE_KEY": stack["service_role_key"],
+           "GHL_API_BASE_URL": stack["ghl_api_base_url"], "SPOOL_S3_ENDPOINT_URL": stack["s3_endpoint_url"],
+           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    done = subprocess.run([sys.executable, "-m", "ghl_bridge.cli", "enrich", "--location", location.id, "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["source"] == "environment" and result["recordings"] is True
+    [summary] = result["locations"]
+    assert (summary["location_id"], summary["done"], summary["requests"], summary["status"]) == (
+        location.id, 1, 2, "success")
+    assert call_row(db, call_id)["enrichment_status"] == "done"
+    bad = subprocess.run([sys.executable, "-m", "ghl_bridge.cli", "enrich", "--limit", "0"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--limit" in bad.stderr
