@@ -32,12 +32,17 @@
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the spool's S3 credentials (env, only with SPOOL_S3_BUCKET)
 #   DATABASE_URL                migrations through psql when the supabase CLI has no linked project
 #   SYNC_SCHEDULE               */5 * * * *     IMPORT_SCHEDULE   * * * * *     REPLAY_SCHEDULE  */5 * * * *
+#   ENRICH_SCHEDULE             */5 * * * *     (transcripts and recordings of calls, docs/enrichment.md)
+#   RECORDINGS_ENABLED          true: recordings go to object storage (bucket RECORDINGS_S3_BUCKET, default
+#                               call-recordings; the spool's S3 store and credentials unless RECORDINGS_S3_* say
+#                               otherwise); forced to false when no S3 store is configured at all
 #   SCHEDULER_LOCATION          $GCP_REGION     SCHEDULER_TIME_ZONE  Etc/UTC
 #   FUNCTION_MEMORY             512Mi           FUNCTION_SERVICE_ACCOUNT  (the runtime's default)
 #   BUILD_DIR                   build           PYTHON  python3 (3.11+, standard library only)
 #   Passed to the functions when set: GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
 #   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
-#   SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS
+#   SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS RECORDINGS_S3_BUCKET RECORDINGS_S3_ENDPOINT_URL
+#   RECORDINGS_S3_REGION ENRICH_HORIZON_HOURS (and RECORDINGS_ENABLED, to process-ghl-import only)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,6 +59,10 @@ SPOOL_SECRETS="AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY"
 SYNC_SCHEDULE="${SYNC_SCHEDULE:-*/5 * * * *}"
 IMPORT_SCHEDULE="${IMPORT_SCHEDULE:-* * * * *}"
 REPLAY_SCHEDULE="${REPLAY_SCHEDULE:-*/5 * * * *}"  # the webhook spool's replay (an action of process-ghl-import)
+ENRICH_SCHEDULE="${ENRICH_SCHEDULE:-*/5 * * * *}"  # call transcripts and recordings (an action of process-ghl-import)
+# Recordings need an object store: without any S3 setting, the enrich action fetches transcripts only.
+if [[ -z ${SPOOL_S3_BUCKET:-}${RECORDINGS_S3_BUCKET:-}${RECORDINGS_S3_ENDPOINT_URL:-} ]]; then RECORDINGS_ENABLED=false; fi
+RECORDINGS_ENABLED="${RECORDINGS_ENABLED:-true}"
 SCHEDULER_TIME_ZONE="${SCHEDULER_TIME_ZONE:-Etc/UTC}"
 FUNCTION_MEMORY="${FUNCTION_MEMORY:-512Mi}"
 FUNCTION_SERVICE_ACCOUNT="${FUNCTION_SERVICE_ACCOUNT:-}"
@@ -61,7 +70,8 @@ BUILD_DIR="${BUILD_DIR:-build}"
 PYTHON="${PYTHON:-python3}"
 PASSTHROUGH_VARS=(GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
-  SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS)
+  SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS RECORDINGS_S3_BUCKET RECORDINGS_S3_ENDPOINT_URL
+  RECORDINGS_S3_REGION ENRICH_HORIZON_HOURS)
 
 # name | timeout | secrets it reads (env var names)
 FUNCTIONS=(
@@ -74,6 +84,7 @@ JOBS=(
   "sync-prospects-to-ghl|sync-prospects-to-ghl|$SYNC_SCHEDULE|{}"
   'process-ghl-import|process-ghl-import|'"$IMPORT_SCHEDULE"'|{"action":"process"}'
   'replay-webhook-spool|process-ghl-import|'"$REPLAY_SCHEDULE"'|{"action":"replay_spool"}'
+  'enrich-calls|process-ghl-import|'"$ENRICH_SCHEDULE"'|{"action":"enrich"}'
 )
 
 DRY_RUN=0 FORCE=0 SKIP_MIGRATIONS=0 SKIP_FUNCTIONS=0 SKIP_SCHEDULER=0
@@ -188,7 +199,9 @@ check_requirements() {
 needed_secrets() {  # the secret env vars the selected steps need
   local names=()
   (( SKIP_FUNCTIONS )) || names+=(SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET)
-  if (( ! SKIP_FUNCTIONS )) && [[ -n ${SPOOL_S3_BUCKET:-} ]]; then names+=($SPOOL_SECRETS); fi
+  if (( ! SKIP_FUNCTIONS )) && [[ -n ${SPOOL_S3_BUCKET:-} || $RECORDINGS_ENABLED != false ]]; then
+    names+=($SPOOL_SECRETS)
+  fi
   (( SKIP_SCHEDULER )) || names+=(SCHEDULER_SECRET)
   printf '%s\n' "${names[@]+"${names[@]}"}" | sort -u
 }
@@ -284,7 +297,8 @@ artifact_digest() {  # artifact_digest DIR: sha256 over the artifact's files and
 deploy_function() {
   local spec=$1 name timeout secrets
   IFS='|' read -r name timeout secrets <<<"$spec"
-  if [[ -n ${SPOOL_S3_BUCKET:-} && $name != sync-prospects-to-ghl ]]; then secrets+=" $SPOOL_SECRETS"; fi
+  if [[ -n ${SPOOL_S3_BUCKET:-} && $name != sync-prospects-to-ghl ]]; then secrets+=" $SPOOL_SECRETS"
+  elif [[ $RECORDINGS_ENABLED != false && $name == process-ghl-import ]]; then secrets+=" $SPOOL_SECRETS"; fi
   local source="$BUILD_DIR/$name"
   [[ $source == /* ]] || source="$ROOT/$source"
   local args=(gcloud functions deploy "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" --gen2
@@ -301,6 +315,7 @@ deploy_function() {
   # The environment goes through a private flags file: values may hold secrets, commas or newlines.
   local env_lines flags_file shown json="" key value
   env_lines=$(function_env "$secrets")
+  [[ $name == process-ghl-import ]] && env_lines+=$'\n'"RECORDINGS_ENABLED=$RECORDINGS_ENABLED"
   flags_file="$PRIVATE_DIR/$name.flags.json"
   shown="--set-env-vars=$(paste -sd, <<<"$env_lines")"
   while IFS= read -r line; do

@@ -4,6 +4,7 @@
     ghl-bridge import pull --location ID [--kinds contacts,calls] [--since ISO] [--json]
     ghl-bridge import process [BATCH] [--json]
     ghl-bridge import status [BATCH] [--json]
+    ghl-bridge enrich [--location ID] [--limit N] [--json]
 
 They call the same services the deployed functions call (shared/services), in this process, with the
 service-role key: SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY from the environment or, when both are
@@ -322,6 +323,74 @@ def cmd_import_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- enrich ---------------------------------------------------------------------------------------
+
+ENRICH_COLUMNS = ["location_id", "claimed", "done", "transcripts", "recordings", "not_ready", "released",
+                  "requests", "status", "seconds", "error"]
+
+
+def _recordings_bucket(settings):
+    """The recordings' bucket from the settings; on the local stack (no S3 endpoint configured), its moto S3."""
+    from shared.adapters.object_store import recordings_bucket_from_settings
+
+    if settings.recordings_enabled and not (settings.recordings_s3_endpoint_url or settings.spool_s3_endpoint_url) \
+            and not os.environ.get("SUPABASE_URL"):
+        info = _local_stack_info() or {}
+        if info.get("s3_endpoint_url"):
+            settings = settings.model_copy(update={"recordings_s3_endpoint_url": info["s3_endpoint_url"]})
+            for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+                os.environ.setdefault(name, value)  # moto accepts any credentials
+    return recordings_bucket_from_settings(settings)
+
+
+def cmd_enrich(args: argparse.Namespace) -> int:
+    """Fetch due calls' transcripts and recordings now (the enrich action's service), a bar counting calls."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shared.adapters.enrich_repository import EnrichRepository
+    from shared.services.enrich_calls import run_enrich
+
+    if args.limit is not None and args.limit < 1:
+        raise OperatorError("--limit must be at least 1")
+    settings, source = connection_settings()
+    database = _database(settings)
+    recordings = _recordings_bucket(settings)
+    due = int(EnrichRepository(database).summary(args.location).get("due_now") or 0)
+    total = min(due, args.limit) if args.limit else due
+    what = f"location {args.location}" if args.location else "every active location"
+    console = _stderr_console()
+    started = time.monotonic()
+    result: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(f"enriching calls of {what}", total=total or None)
+
+        def work() -> None:
+            try:
+                result["value"] = run_enrich(database, settings, recordings=recordings, location_id=args.location,
+                                             limit=args.limit,
+                                             deadline=time.monotonic() + settings.enrich_deadline_seconds,
+                                             progress=lambda n: progress.advance(task, n))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in this thread
+                result["error"] = exc
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            progress.refresh()
+    if "error" in result:
+        raise result["error"]
+    output = {"source": source, "recordings": recordings is not None, "seconds": round(time.monotonic() - started, 3),
+              "locations": [summary.to_dict() for summary in result["value"]]}
+    if args.json:
+        _print_json(output)
+    else:
+        _print_table(f"enrich against {source}" + ("" if recordings is not None else " (recordings off)"),
+                     ENRICH_COLUMNS, output["locations"])
+    return 1 if any(s["status"] == "failed" for s in output["locations"]) else 0
+
+
 # ---- parser -------------------------------------------------------------------------------------
 
 def add_parsers(sub) -> None:
@@ -348,6 +417,12 @@ def add_parsers(sub) -> None:
     status.add_argument("--limit", type=int, default=20, help="how many of the latest batches (default 20)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_guarded(cmd_import_status))
+
+    enrich = sub.add_parser("enrich", help="fetch due calls' transcripts and recordings from GHL now")
+    enrich.add_argument("--location", help="only this GHL location id (default: every active one)")
+    enrich.add_argument("--limit", type=int, help="at most this many calls per location")
+    enrich.add_argument("--json", action="store_true", help="print the result as JSON")
+    enrich.set_defaults(func=_guarded(cmd_enrich))
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

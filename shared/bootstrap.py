@@ -58,8 +58,20 @@ def get_spool():
     return _once("spool", build)
 
 
+def get_recordings():
+    """The call recordings' bucket (shared.adapters.object_store.S3Bucket), or None when RECORDINGS_ENABLED is
+    false. Its boto3 client is made on first use (the enrich action only)."""
+
+    def build():
+        from shared.adapters.object_store import recordings_bucket_from_settings
+
+        return recordings_bucket_from_settings(get_settings())
+
+    return _once("recordings", build)
+
+
 def override(**instances: Any) -> None:
-    """Replace dependencies (settings=..., database=..., spool=...) for tests."""
+    """Replace dependencies (settings=..., database=..., spool=..., recordings=...) for tests."""
     with _lock:
         _instances.update(instances)
 

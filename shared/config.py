@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     spool_s3_region: str = "us-east-1"
     spool_s3_prefix: str = "ghl-webhook-spool/"
 
+    # Call enrichment: transcripts and recordings from GHL's Conversations API (docs/enrichment.md)
+    enrich_deadline_seconds: float = Field(500.0, description="stop claiming calls after this long (platform timeout 540 s)")
+    enrich_lease_seconds: int = Field(300, description="a claimed call is claimable again after this long")
+    enrich_horizon_hours: float = Field(24.0, description="after this long without a transcript/recording: unavailable")
+    enrich_backoff_base_seconds: int = Field(60, description="first wait after 'not ready'; doubles each attempt")
+    enrich_backoff_cap_seconds: int = Field(3600, description="longest wait between attempts")
+    recordings_enabled: bool = Field(True, description="download recordings into object storage (false: keep in GHL)")
+    recordings_s3_bucket: str = "call-recordings"
+    recordings_s3_endpoint_url: str | None = Field(None, description="default: SPOOL_S3_ENDPOINT_URL (one store)")
+    recordings_s3_region: str | None = Field(None, description="default: SPOOL_S3_REGION")
+    recordings_memory_bytes: int = Field(256 * 1024, description="a download larger than this goes to a temp file")
+
     log_level: str = "INFO"
 
     def secret_values(self) -> list[str]:

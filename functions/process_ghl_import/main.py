@@ -8,9 +8,13 @@ Auth: `Authorization: Bearer <SCHEDULER_SECRET>` (or the service-role key). POST
     {"action": "health", "check_tokens": bool?, "location_id": str?}
                                                     -> the doctor's report (shared/services/doctor.py): no GHL
                                                        request unless check_tokens
+    {"action": "enrich", "location_id": str?, "limit": int?}
+                                                    -> fetches due calls' transcripts and recordings
+                                                       (shared/services/enrich_calls.py, docs/enrichment.md)
 Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]};
 for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}};
-for health {"status": "OK"|"WARN"|"FAIL", "locations": [...], "general": [...], ...} (200 whatever the status).
+for health {"status": "OK"|"WARN"|"FAIL", "locations": [...], "general": [...], ...} (200 whatever the status);
+for enrich {"enrich": {"locations": [{location_id, claimed, done, transcripts, recordings, not_ready, ...}]}}.
 400 bad body, 401 credentials, 422 no active integration for the location. One JSON summary line per request.
 """
 
@@ -38,6 +42,8 @@ def handle(request, request_id: str, summary: dict):
         return _replay_spool(body, settings, deadline, summary)
     if body.get("action") == "health":
         return _health(body, settings, summary)
+    if body.get("action") == "enrich":
+        return _enrich(body, settings, deadline_start + settings.enrich_deadline_seconds, summary)
 
     from shared.adapters.import_repository import ImportRepository
     from shared.domain.import_records import PullRequest, parse_import_request
@@ -97,3 +103,22 @@ def _health(body: dict, settings, summary: dict):
     summary.update(status_of_report=report.status, db_round_trips=report.db_round_trips,
                    ghl_requests=report.ghl_requests)
     return report.to_dict(), 200
+def _enrich(body: dict, settings, deadline: float, summary: dict):
+    summary["action"] = "enrich"
+    unknown = set(body) - {"action", "location_id", "limit"}
+    if unknown:
+        raise errors.BadRequest(f"unknown field(s) for action enrich: {', '.join(sorted(unknown))}; "
+                                "it takes location_id and limit")
+    location_id, limit = body.get("location_id"), body.get("limit")
+    if location_id is not None and (not isinstance(location_id, str) or not location_id.strip()):
+        raise errors.BadRequest("location_id must be a non-empty string")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise errors.BadRequest("limit must be a positive integer")
+    from shared.services.enrich_calls import run_enrich
+
+    summaries = run_enrich(bootstrap.get_database(), settings, recordings=bootstrap.get_recordings(),
+                           location_id=location_id and location_id.strip(), limit=limit, deadline=deadline)
+    locations = [s.to_dict() for s in summaries]
+    summary["enrich"] = [{k: s[k] for k in ("location_id", "claimed", "done", "not_ready", "status")}
+                         for s in locations]
+    return {"enrich": {"locations": locations}}, 200

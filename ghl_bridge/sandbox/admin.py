@@ -93,6 +93,25 @@ class SandboxAdmin:
     def clear_faults(self, location_id: str) -> dict:
         return self._call("PUT", f"/locations/{location_id}/faults", {})
 
+    def set_media(self, location_id: str, **settings) -> dict:
+        """transcript_ready_after_requests, transcript_delay_seconds, recording_ready_after_requests,
+        recording_bytes (ghl_bridge/sandbox/media.py). Unnamed settings keep their values."""
+        return self._call("PUT", f"/locations/{location_id}/media", settings)
+
+    def media(self, location_id: str) -> dict:
+        return self._call("GET", f"/locations/{location_id}/media")
+
+    def add_calls_with_media(self, location_id: str, calls: list[dict]) -> list[str]:
+        """[{"message": {...}, "transcription": [...], "recording_bytes": n}] -> the messages' ids."""
+        return self._call("POST", f"/locations/{location_id}/media/calls", {"calls": calls})["message_ids"]
+
+    def recording(self, location_id: str, message_id: str) -> bytes:
+        """The bytes the recording endpoint serves for this message once it is ready."""
+        response = self._http.get(f"/locations/{location_id}/media/recordings/{message_id}")
+        if response.status_code >= 400:
+            raise SandboxError(f"sandbox recording of {message_id} answered {response.status_code}")
+        return response.content
+
     def reset(self, location_id: str) -> dict:
         """Forget the location's contacts, calls, stats and faults (keeps its token and settings)."""
         return self._call("POST", f"/locations/{location_id}/reset")

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghl_bridge.sandbox import contract
+from ghl_bridge.sandbox.media import LocationMedia, wav_of_size
 from ghl_bridge.sandbox.state import Faults, Location, LocationLimits, SandboxRequestError, SandboxState, new_id
 
 JSON = "application/json"
@@ -54,6 +55,7 @@ class GhlSandbox:
     def __init__(self, *, burst_limit: int = 100, burst_window_ms: int = 10_000, daily_limit: int = 200_000,
                  latency_ms: float = 0.0):
         self.state = SandboxState(LocationLimits(burst_limit, burst_window_ms, daily_limit), latency_ms)
+        self.media: dict[str, LocationMedia] = {}  # location id -> when its calls' media are ready (media.py)
         routes = [
             Route("/contacts/upsert", self._ghl("POST /contacts/upsert", self.upsert_contact), methods=["POST"]),
             Route("/contacts/search", self._ghl("POST /contacts/search", self.search_contacts), methods=["POST"]),
@@ -79,6 +81,10 @@ class GhlSandbox:
             Route("/_sandbox/locations/{location_id}/stats", self.admin_stats, methods=["GET"]),
             Route("/_sandbox/locations/{location_id}/faults", self.admin_faults, methods=["PUT"]),
             Route("/_sandbox/locations/{location_id}/reset", self.admin_reset, methods=["POST"]),
+            Route("/_sandbox/locations/{location_id}/media", self.admin_media, methods=["PUT", "GET"]),
+            Route("/_sandbox/locations/{location_id}/media/calls", self.admin_media_calls, methods=["POST"]),
+            Route("/_sandbox/locations/{location_id}/media/recordings/{message_id}", self.admin_media_recording,
+                  methods=["GET"]),
         ]
         self.app = Starlette(routes=routes)
 
@@ -204,16 +210,26 @@ class GhlSandbox:
     async def export_messages(self, location: Location, request: Request, body: dict) -> Answer:
         return Answer(200, location.export_messages(dict(request.query_params)))
 
+    def _media(self, location: Location) -> LocationMedia:
+        return self.media.setdefault(location.id, LocationMedia())
+
     async def get_recording(self, location: Location, request: Request, body: dict) -> Answer:
-        recording = location.recordings.get(request.path_params["message_id"])
-        if recording is None:
+        message_id = request.path_params["message_id"]
+        recording = location.recordings.get(message_id)
+        media = self._media(location)
+        if recording is None or not media.recording_ready(message_id):
             return _error(422, ["No recording found for this message"], "Unprocessable Entity")
-        return Answer(200, recording, "audio/x-wav", {"Content-Disposition": "attachment; filename=audio.wav"})
+        return Answer(200, media.audio(message_id, recording), "audio/x-wav",
+                      {"Content-Disposition": "attachment; filename=audio.wav"})
 
     async def get_transcription(self, location: Location, request: Request, body: dict) -> Answer:
         message_id = request.path_params["message_id"]
         if message_id not in location.messages:
             return _error(400, "Message not found", "Bad Request")
+        media = self._media(location)
+        media.arrived.setdefault(message_id, time.monotonic())
+        if not media.transcript_ready(message_id):
+            return Answer(200, [])  # what GHL answers while it has not transcribed the call yet
         return Answer(200, location.transcriptions.get(message_id, []))
 
     # ---- admin -------------------------------------------------------------------------------------------
@@ -310,7 +326,43 @@ class GhlSandbox:
     async def admin_reset(self, request: Request) -> dict:
         location = self._location(request)
         location.reset()
+        self.media.pop(location.id, None)
         return {"reset": location.id}
+
+    @_admin
+    async def admin_media(self, request: Request) -> dict:
+        """GET: the location's media settings and request counts; PUT: change settings (media.py)."""
+        media = self._media(self._location(request))
+        if request.method == "GET":
+            return media.as_dict()
+        return media.configure(await self._json_body(request))
+
+    @_admin
+    async def admin_media_calls(self, request: Request) -> dict:
+        """Add call messages with media: {"calls": [{"message": {...}, "transcription": [...],
+        "recording_bytes": n}]}; a message's id may be given (a webhook's callId). The transcript delay of
+        each counts from now."""
+        location = self._location(request)
+        media = self._media(location)
+        ids = []
+        for record in (await self._json_body(request)).get("calls") or []:
+            message = dict(record.get("message") or {})
+            message.setdefault("id", new_id())
+            size = record.get("recording_bytes")
+            added = location.add_message(message, transcription=record.get("transcription"),
+                                         recording=wav_of_size(int(size), message["id"]) if size else None)
+            media.arrived[added["id"]] = time.monotonic()
+            ids.append(added["id"])
+        return {"message_ids": ids}
+
+    async def admin_media_recording(self, request: Request) -> Response:
+        """The exact bytes the recording endpoint serves for a message once ready (for byte-for-byte checks)."""
+        location = self.state.locations.get(request.path_params["location_id"])
+        message_id = request.path_params["message_id"]
+        stored = location.recordings.get(message_id) if location else None
+        if stored is None:
+            return JSONResponse({"error": "no such recording"}, status_code=404)
+        return Response(self._media(location).audio(message_id, stored), media_type="audio/x-wav")
 
 
 def create_app(**settings) -> Starlette:

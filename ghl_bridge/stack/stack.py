@@ -204,6 +204,7 @@ class Stack:
         import httpx
 
         httpx.put(f"{url}/{env['SPOOL_S3_BUCKET']}", timeout=10).raise_for_status()
+        httpx.put(f"{url}/call-recordings", timeout=10).raise_for_status()  # RECORDINGS_S3_BUCKET's default
         self.info["s3_endpoint_url"] = url
         return env
 

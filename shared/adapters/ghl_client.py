@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +43,7 @@ from shared.errors import BudgetExhausted, GhlPermanentError, GhlTransientError
 from shared.logs import get_logger
 
 __all__ = [
-    "GhlClient", "GhlPermanentError", "GhlTransientError", "BudgetExhausted", "ClientStats",
+    "GhlClient", "GhlPermanentError", "GhlTransientError", "BudgetExhausted", "ClientStats", "RecordingStream",
     "VERSION_CONTACTS", "VERSION_CONVERSATIONS",
 ]
 
@@ -55,6 +56,13 @@ VERSION_CONVERSATIONS = "2021-04-15"  # conversations, messages, recordings, tra
 MAX_SEARCH_PAGE = 500
 EXPORT_LIMIT_RANGE = (10, 500)
 _MESSAGE_LIMIT = 500  # characters of GHL's error message kept in an exception
+
+
+@dataclass
+class RecordingStream:
+    content_type: str
+    content_length: int | None
+    chunks: AsyncIterator[bytes]
 
 
 @dataclass
@@ -126,8 +134,10 @@ class GhlClient:
 
     async def _request(self, method: str, path: str, *, version: str, json: Any = None,
                        params: dict[str, Any] | None = None, accept: str = "application/json",
-                       answers: frozenset[int] = frozenset()) -> httpx.Response:
-        """Send one logical request, retrying as the module docstring says. `answers`: statuses returned as is."""
+                       answers: frozenset[int] = frozenset(), stream: bool = False) -> httpx.Response:
+        """Send one logical request, retrying as the module docstring says. `answers`: statuses returned as is.
+        `stream`: a success's body is left unread (the caller iterates it and closes the response); an error's
+        body is read, as always."""
         headers = {"Authorization": f"Bearer {self._token}", "Version": version, "Accept": accept}
         url = self.base_url + path
         failures = 0
@@ -139,7 +149,14 @@ class GhlClient:
                 permit = await self.limiter.acquire(daily_reserve=self.daily_reserve)
                 self.stats.requests += 1
                 try:
-                    response = await self._http.request(method, url, json=json, params=params, headers=headers)
+                    if stream:
+                        response = await self._http.send(
+                            self._http.build_request(method, url, json=json, params=params, headers=headers),
+                            stream=True)
+                        if response.status_code >= 400:
+                            await response.aread()  # small; GHL's message is in it
+                    else:
+                        response = await self._http.request(method, url, json=json, params=params, headers=headers)
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     self.limiter.observe_failure(permit)
                     response = None
@@ -301,6 +318,30 @@ class GhlClient:
         if response.status_code == 422:
             return None
         return response.content
+
+    @asynccontextmanager
+    async def stream_call_recording(self, message_id: str,
+                                    chunk_size: int = 64 * 1024) -> AsyncIterator["RecordingStream | None"]:
+        """The call's audio as a stream (never whole in memory), or None when GHL has none (422):
+
+            async with ghl.stream_call_recording(message_id) as recording:
+                if recording is not None:
+                    async for chunk in recording.chunks: ...
+        """
+        path = (f"/conversations/messages/{quote(message_id, safe='')}/locations/"
+                f"{quote(self.location_id, safe='')}/recording")
+        response = await self._request("GET", path, version=VERSION_CONVERSATIONS, accept="audio/*, application/json",
+                                       answers=frozenset({422}), stream=True)
+        try:
+            if response.status_code == 422:
+                yield None
+            else:
+                length = response.headers.get("content-length")
+                yield RecordingStream(content_type=response.headers.get("content-type") or "audio/x-wav",
+                                      content_length=int(length) if length and length.isdigit() else None,
+                                      chunks=response.aiter_bytes(chunk_size))
+        finally:
+            await response.aclose()
 
     async def get_call_transcription(self, message_id: str) -> list[TranscriptSentence]:
         """The call's transcript as sentences (an empty list when there is none)."""

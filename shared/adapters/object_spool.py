@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from shared.adapters.object_store import S3Bucket
+
 
 @dataclass(frozen=True)
 class SpooledRequest:
@@ -31,21 +33,11 @@ class ObjectSpool:
     def __init__(self, *, endpoint_url: str | None, bucket: str, region: str, prefix: str, client=None):
         self.bucket = bucket
         self.prefix = prefix
-        self._endpoint_url = endpoint_url
-        self._region = region
-        self._client = client
+        self._store = S3Bucket(endpoint_url=endpoint_url, bucket=bucket, region=region, client=client)
 
     @property
     def client(self):
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3", endpoint_url=self._endpoint_url, region_name=self._region,
-                config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}),
-            )
-        return self._client
+        return self._store.client
 
     def put(self, body: bytes, *, received_at: datetime, request_id: str) -> str:
         # Keys sort by arrival time, so a replay re-ingests in the order the requests came in.

@@ -112,14 +112,19 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
         assert ("SCHEDULER_SECRET=***" in line) == (name != "ghl-call-webhook")
         assert (tmp_path / "build" / name / "main.py").is_file()  # the local build step did run
     jobs = _commands(out, "+ gcloud scheduler jobs create http ")
-    assert len(jobs) == 3
-    sync, process, replay = jobs
+    assert len(jobs) == 4
+    sync, process, replay, enrich = jobs
     assert sync.split()[6] == "sync-prospects-to-ghl" and '"--schedule=*/5 * * * *"' in sync
     assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/sync-prospects-to-ghl" in sync
     assert process.split()[6] == "process-ghl-import" and '"--schedule=* * * * *"' in process
     assert """'--message-body={"action":"process"}'""" in process
     assert replay.split()[6] == "replay-webhook-spool" and """'--message-body={"action":"replay_spool"}'""" in replay
     assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/process-ghl-import" in replay
+    assert enrich.split()[6] == "enrich-calls" and """'--message-body={"action":"enrich"}'""" in enrich
+    assert '"--schedule=*/5 * * * *"' in enrich and "process-ghl-import" in enrich
+    # No object store configured: transcripts only, and no S3 credentials asked for.
+    assert all(("RECORDINGS_ENABLED=false" in line) == (line.split()[4] == "process-ghl-import")
+               and "AWS_" not in line for line in deploys)
     for job in jobs:
         assert "--http-method=POST" in job and "Authorization=Bearer ***" in job and "--location=europe-west1" in job
     assert len(_commands(out, "+ psql ***")) == len(list(MIGRATIONS_DIR.glob("*.sql"))) + 2
@@ -202,7 +207,8 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
                            "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET}
     assert deploys[1]["flags_file"]["--set-env-vars"]["SCHEDULER_SECRET"] == SCHEDULER_SECRET
     creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
-    assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool"]
+    assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
+                                               "enrich-calls"]
     for create in creates:
         assert create["flags_file"] == {"--headers": {"Authorization": f"Bearer {SCHEDULER_SECRET}",
                                                       "Content-Type": "application/json"}}
@@ -221,7 +227,8 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert deployed == ["sync-prospects-to-ghl", "process-ghl-import"]  # their labels differ from the webhook's
     assert "ghl-call-webhook: unchanged" in second.stderr
     updates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "update", "http"]]
-    assert [c["args"][4] for c in updates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool"]
+    assert [c["args"][4] for c in updates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
+                                               "enrich-calls"]
     assert updates[0]["flags_file"]["--update-headers"]["Authorization"] == f"Bearer {SCHEDULER_SECRET}"
     assert not [c for c in calls if c["args"][:3] == ["scheduler", "jobs", "create"]]
 
@@ -275,3 +282,18 @@ def test_psql_migrations_apply_each_file_once_and_record_it(tmp_path, bin_dirs, 
         assert second.returncode == 0 and "applied 0 migration(s)" in second.stderr
     finally:
         database.drop_database(server, name)
+
+
+def test_recordings_give_the_s3_credentials_to_the_import_function_only(tmp_path, bin_dirs):
+    store = {"RECORDINGS_S3_BUCKET": "call-recordings",
+             "RECORDINGS_S3_ENDPOINT_URL": "https://abcd.supabase.co/storage/v1/s3"}
+    result = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env=store)
+    assert result.returncode == 0, result.stderr
+    webhook, sync, process = _commands(result.stdout, "+ gcloud functions deploy ")
+    assert "AWS_ACCESS_KEY_ID=ghl-bridge-spool-access-key-id:latest" in process
+    assert "RECORDINGS_ENABLED=true" in process and "RECORDINGS_S3_BUCKET=call-recordings" in process
+    assert "AWS_ACCESS_KEY_ID" not in webhook and "AWS_ACCESS_KEY_ID" not in sync
+    off = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env={**store, "RECORDINGS_ENABLED": "false"})
+    assert off.returncode == 0, off.stderr
+    assert "AWS_ACCESS_KEY_ID" not in off.stdout and "RECORDINGS_ENABLED=false" in off.stdout
+    assert "RECORDINGS_ENABLED" not in webhook + sync

@@ -27,7 +27,8 @@ STATUSES = ["Answered", "No answer", "Busy", "Failed", "completed", "Voicemail",
 DISPOSITIONS = ["No Answer", "Voicemail", "Gatekeeper", "Incorrect Number", "Not Interested",
                 "Callback Requested", "Future Potential", "Meeting Booked", "Do Not Contact"]
 # what depends on the run (ids, times of writing) rather than on the calls themselves
-RUN_COLUMNS = {"id", "external_call_id", "ghl_location_id", "prospect_id", "created_at", "updated_at"}
+RUN_COLUMNS = {"id", "external_call_id", "ghl_location_id", "prospect_id", "created_at", "updated_at",
+               "enrichment_requested_at", "enrichment_next_attempt_at"}
 
 
 def storm_bodies(calls: int, prefix: str, location_id: str, seed: int = 8) -> list[tuple[int, bytes]]:
