@@ -41,6 +41,7 @@ STALE_DELIVERY = timedelta(days=7)  # no accepted webhook for this long: the wor
 DUE_TOO_LONG = timedelta(hours=1)  # a prospect due this long: the sync is not running
 SYNC_RUN_STALE = timedelta(days=1)
 BATCH_STUCK = timedelta(minutes=30)  # an open import batch without progress for this long
+ENRICH_BACKLOG_LATE = timedelta(hours=1)  # pending this long with work overdue: the enrich job is not running
 SPOOL_TOO_OLD = timedelta(minutes=15)  # a spooled request this old: the replay is not running
 SPOOL_COUNT_LIMIT = 10_000  # stop counting spooled objects beyond this
 BUDGET_LOW_SHARE = 0.10
@@ -278,6 +279,29 @@ def import_checks(location: dict, facts: dict, now: datetime) -> list[Check]:
     return checks
 
 
+def enrichment_checks(location: dict, facts: dict, now: datetime) -> list[Check]:
+    """Transcripts and recordings (docs/enrichment.md): the backlog, and calls GHL never had anything for."""
+    checks = []
+    pending, overdue = facts.get("pending") or 0, facts.get("overdue") or 0
+    oldest = _when(facts.get("oldest_pending_since"))
+    backlog = f"{pending} call(s) waiting, oldest since {_ago(oldest, now)}, {overdue} overdue" if pending else "none"
+    if overdue and oldest and now - oldest > ENRICH_BACKLOG_LATE:
+        checks.append(Check("enrichment backlog", WARN, backlog,
+                            "check that the scheduler calls process-ghl-import {\"action\": \"enrich\"} (job "
+                            f"enrich-calls) and its logs, or run: ghl-bridge enrich --location {location['location_id']}"))
+    else:
+        checks.append(Check("enrichment backlog", OK, backlog))
+    unavailable = facts.get("unavailable_7d") or 0
+    if unavailable:
+        checks.append(Check("calls without transcript/recording (7 days)", WARN,
+                            f"{unavailable} given up after the horizon: {_counts(facts.get('unavailable_reasons') or {})}",
+                            "GHL kept no transcript or recording for them: check that call recording and "
+                            "transcription are on for the location's phone numbers in GHL (Settings > Phone Numbers)"))
+    else:
+        checks.append(Check("calls without transcript/recording (7 days)", OK, "none"))
+    return checks
+
+
 @dataclass(frozen=True)
 class FactsGroup:
     """A check group read from the database: one SQL function for all locations, one pure function per location."""
@@ -292,6 +316,7 @@ FACT_GROUPS: list[FactsGroup] = [
     FactsGroup("webhooks", "doctor_webhook_facts", webhook_checks),
     FactsGroup("sync", "doctor_sync_facts", sync_checks, applies=lambda loc: loc.get("integration_type") == "internal"),
     FactsGroup("import", "doctor_import_facts", import_checks),
+    FactsGroup("enrichment", "doctor_enrichment_facts", enrichment_checks),
 ]
 
 

@@ -24,7 +24,7 @@ def test_a_healthy_location_is_ok_in_every_check(db, location, run):
     report = run(loc, check_ghl=True)
     [got] = report.locations
     assert got.status == "OK", got.to_dict()
-    assert [g.name for g in got.groups] == ["ghl", "webhooks", "sync", "import"]
+    assert [g.name for g in got.groups] == ["ghl", "webhooks", "sync", "import", "enrichment"]
     assert find(report, loc, "ghl", "token").detail.startswith(f"GHL answered for {loc}")
     assert "left today" in find(report, loc, "ghl", "daily GHL budget").detail
     assert "every field exists" in find(report, loc, "ghl", "custom field mapping").detail
@@ -202,6 +202,26 @@ def spool_check(report):
     return group.checks[0]
 
 
+def test_enrichment_backlog_and_calls_given_up(db, location, run):
+    loc = location()
+    assert find(run(loc), loc, "enrichment", "enrichment backlog").detail == "none"
+    waiting, given_up = unique("call"), unique("call")
+    for call_id in (waiting, given_up):
+        completed_hit(db, loc, call_id)
+    # one call waiting for two hours with its next attempt long due (the enrich job is not running) ...
+    db.execute("UPDATE sales_calls SET enrichment_requested_at = now() - interval '2 hours', "
+               "enrichment_next_attempt_at = now() - interval '1 hour' WHERE external_call_id = %s", (waiting,))
+    # ... and one GHL never had anything for
+    db.execute("UPDATE sales_calls SET enrichment_status = 'unavailable', enrichment_next_attempt_at = NULL, "
+               "enrichment_last_error = 'transcript: GHL answered 404' WHERE external_call_id = %s", (given_up,))
+    report = run(loc)
+    backlog = find(report, loc, "enrichment", "enrichment backlog")
+    assert backlog.status == "WARN" and "1 call(s) waiting" in backlog.detail and "1 overdue" in backlog.detail
+    assert "ghl-bridge enrich --location" in backlog.fix
+    unavailable = find(report, loc, "enrichment", "calls without transcript/recording")
+    assert unavailable.status == "WARN" and "transcript: GHL answered 404 1" in unavailable.detail, unavailable
+
+
 def test_the_spool(location, run, spool):
     loc = location()
     assert spool_check(run(loc, check_spool=True, spool=None)).status == "WARN"  # not configured
@@ -232,8 +252,8 @@ def test_one_round_trip_per_check_group_for_every_location_at_once(db, location,
     locations = [location() for _ in range(3)]
     report = run(None)
     assert len(report.locations) >= 3 and {loc for loc in locations} <= {r.location_id for r in report.locations}
-    # doctor_locations + one call per fact group (webhooks, sync, import) + the unattributed deliveries
-    assert report.db_round_trips == 5
+    # doctor_locations + one call per fact group (webhooks, sync, import, enrichment) + the unattributed deliveries
+    assert report.db_round_trips == 6
 
 
 def test_unknown_location_deliveries_show_in_the_general_group(db, run, location):

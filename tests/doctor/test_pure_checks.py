@@ -59,3 +59,14 @@ def test_the_report_is_as_bad_as_its_worst_check():
     report.general.append(doctor.Group("x", [fail]))
     assert report.status == "FAIL" and report.to_dict()["status"] == "FAIL"
     assert doctor.DoctorReport([], [], NOW).status == "OK"
+
+
+def test_an_enrichment_backlog_warns_only_when_overdue_and_old():
+    old = (NOW - timedelta(hours=2)).isoformat()
+    running = doctor.enrichment_checks(LOCATION, {"pending": 40, "overdue": 0, "oldest_pending_since": old}, NOW)
+    assert by_name(running, "enrichment backlog").status == "OK"  # waiting for GHL, retried on schedule
+    stalled = doctor.enrichment_checks(LOCATION, {"pending": 40, "overdue": 3, "oldest_pending_since": old}, NOW)
+    assert by_name(stalled, "enrichment backlog").status == "WARN"
+    fresh = (NOW - timedelta(minutes=10)).isoformat()
+    just_in = doctor.enrichment_checks(LOCATION, {"pending": 2, "overdue": 2, "oldest_pending_since": fresh}, NOW)
+    assert by_name(just_in, "enrichment backlog").status == "OK"
