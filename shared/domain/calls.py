@@ -87,7 +87,7 @@ _KEYWORD_RULES: tuple[tuple[re.Pattern, str], ...] = tuple(
         (r"gatekeeper|assistant|receptionist", "Gatekeeper"),
         (r"wrong number|disconnected|not in service", "Incorrect Number"),
         (r"not interested|no thanks|don['’]?t call", "Not Interested"),
-        (r"call ?back|try again|call later", "Callback Requested"),
+        (r"call (?:me |us )?back|callback|try again|call (?:me )?later", "Callback Requested"),
         (r"meeting|schedule|book", "Meeting Booked"),
     )
 )

@@ -46,7 +46,7 @@ BEGIN
     WHEN t ~* 'gatekeeper|assistant|receptionist' THEN 'Gatekeeper'
     WHEN t ~* 'wrong number|disconnected|not in service' THEN 'Incorrect Number'
     WHEN t ~* 'not interested|no thanks|don[''’]?t call' THEN 'Not Interested'
-    WHEN t ~* 'call ?back|try again|call later' THEN 'Callback Requested'
+    WHEN t ~* 'call (me |us )?back|callback|try again|call (me )?later' THEN 'Callback Requested'
     WHEN t ~* 'meeting|schedule|book' THEN 'Meeting Booked'
   END;
 END $$;

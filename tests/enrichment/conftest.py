@@ -14,11 +14,11 @@ from tests.sync.conftest import insert_integration, make_settings
 
 SENTENCES = [  # out of order on purpose: the text follows startTime
     {"mediaChannel": 2, "sentenceIndex": 2, "startTime": 2100, "endTime": 4000,
-     "transcript": "Sure, could you call back next week?", "confidence": 0.9},
+     "transcript": "Sure, call me back next week?", "confidence": 0.9},
     {"mediaChannel": 1, "sentenceIndex": 1, "startTime": 0, "endTime": 2000,
      "transcript": "Hi, this is Sam from Acme.", "confidence": 0.95},
 ]
-EXPECTED_TEXT = "Agent: Hi, this is Sam from Acme.\nContact: Sure, could you call back next week?"
+EXPECTED_TEXT = "Agent: Hi, this is Sam from Acme.\nContact: Sure, call me back next week?"
 AUDIO_BYTES = 4096
 
 

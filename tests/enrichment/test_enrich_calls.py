@@ -74,7 +74,7 @@ def test_an_inferred_disposition_follows_the_transcript_and_a_chosen_one_never_c
 
     enrich(database, settings, recordings, location.id)
 
-    row = call_row(db, inferred)  # "could you call back next week?" (the rule matches "call back", not "call me back")
+    row = call_row(db, inferred)  # "call me back next week?"
     assert (row["disposition"], row["disposition_source"]) == ("Callback Requested", "inferred")
     row = call_row(db, chosen)
     assert row["transcript"] == EXPECTED_TEXT

@@ -75,7 +75,8 @@ def test_transient_statuses_agree(db):
 
 WORDS = ["gatekeeper", "assistant", "receptionist", "wrong number", "disconnected", "not in service",
          "not interested", "no thanks", "don't call", "dont call", "don’t call", "call back", "callback",
-         "try again", "call later", "meeting", "schedule", "booked", "hello", "the", "Call", "BACK", "later"]
+         "try again", "call later", "call me back next week", "call us back", "call me later", "meeting", "schedule",
+         "booked", "hello", "the", "Call", "BACK", "later"]
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
