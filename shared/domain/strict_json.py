@@ -80,10 +80,15 @@ def _sanitised(where: str) -> str:
     return _UNSTORABLE_CHAR.sub("?", where)[:200]
 
 
+# One decoder for every call (json.loads with hooks would build a new one each time, which costs more than the
+# parsing of a typical body).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def loads_strict(text: str):
     """json.loads for bodies: JSONDecodeError/RecursionError as json.loads; BadRequest for the rule above."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = _DECODER.decode(text)
     except _Refused as exc:
         raise errors.BadRequest(str(exc)) from None
     except json.JSONDecodeError:
