@@ -67,7 +67,7 @@ def _first_unstorable(value) -> tuple[str, str] | None:
         elif isinstance(item, list):
             pending.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
         elif isinstance(item, str) and _UNSTORABLE_CHAR.search(item):
-            return f"field '{path}'", _what(item)
+            return (f"field '{path}'" if path else "the body"), _what(item)
     return None
 
 

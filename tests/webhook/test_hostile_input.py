@@ -181,3 +181,67 @@ def test_generated_hostile_bodies_are_never_a_5xx_and_always_kept(url, http, db,
         assert event["outcome"] in ("inserted", "updated") and event["payload"]["probe"] == marker
         assert db.execute("SELECT count(*) AS n FROM sales_calls WHERE external_call_id = %s",
                           (marker,)).fetchone()["n"] == 1
+
+
+# ---- the rule itself (pure, no stack) ----------------------------------------------------------------------
+
+CHARS = st.one_of(st.characters(), st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\\", "u"]))
+PY_STRINGS = st.lists(CHARS, max_size=8).map("".join)
+PY_VALUES = st.recursive(PY_STRINGS | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.none(),
+                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(PY_STRINGS, inner, max_size=3),
+                         max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=PY_VALUES, ensure_ascii=st.booleans())
+def test_strict_json_refuses_exactly_what_postgres_cannot_store(value, ensure_ascii):
+    """Oracle independent of the rule: what json.loads reads must encode as UTF-8 and hold no NUL."""
+    from shared import errors
+    from shared.domain.strict_json import loads_strict
+
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    if not ensure_ascii:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return  # not text a request body can carry (the function reads bodies as UTF-8)
+    storable = all("\x00" not in s and _encodes(s) for s in _strings(json.loads(text)))
+    if storable:
+        assert loads_strict(text) == json.loads(text)
+    else:
+        with pytest.raises(errors.BadRequest, match="cannot be stored"):
+            loads_strict(text)
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": "\\\\ud800\\udc00"}',  # an escaped backslash, then a real lone low surrogate
+    '{"a": "\\\\\\u0000"}',  # an escaped backslash, then a real NUL
+    '{"a": "\\ud800\\ud800\\udc00"}',  # a lone high before a pair
+    '{"a": ["ok", {"b": "\\uDFFF"}]}',
+])
+def test_strict_json_is_not_fooled_by_neighbouring_escapes(text):
+    from shared import errors
+    from shared.domain.strict_json import loads_strict
+
+    with pytest.raises(errors.BadRequest, match="cannot be stored"):
+        loads_strict(text)
