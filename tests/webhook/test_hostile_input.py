@@ -112,6 +112,24 @@ def test_escapes_that_look_hostile_but_are_not_are_taken(url, http, db, location
     assert row["notes"] == notes
 
 
+def test_the_rejection_record_itself_takes_any_ids_and_message(service_client, db):
+    """Defence in depth: whatever ids and message a rejection carries (NUL, lone surrogates, 10,000 characters),
+    the event log's text columns take what the service writes; the body stays exact."""
+    from shared import errors
+    from shared.adapters.supabase_db import call_rpc
+    from shared.services.ingest_call_event import _reject
+
+    marker = unique("reject")
+    raw = f'{{"callId": "{marker}"}}'.encode()
+    hostile = marker + "\x00\ud800" + "z" * 10_000
+    _reject(lambda function, params: call_rpc(service_client, function, params), raw,
+            errors.BadRequest("refused: " + hostile), None, call_id=hostile, location_id="\udfff" + hostile)
+    [event] = events_with(db, marker)
+    assert event["call_id"] == (marker + "z" * 200)[:200] and event["location_id"] == event["call_id"]
+    assert event["error"].startswith("refused: " + marker + "z") and len(event["error"]) == 2000
+    assert kept_bytes(event) == raw
+
+
 # ---- X-Request-Id ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("given_id, echoed", [
