@@ -13,11 +13,13 @@ import hmac
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
 
 from shared import errors
+from shared.domain.strict_json import loads_strict
 from shared.logs import configure_logging, get_logger
 
 log = get_logger("http")
@@ -65,7 +67,7 @@ def parse_json_object(raw: bytes) -> dict:
     if not text.strip():
         raise errors.BadRequest("body is empty; a JSON object is required")
     try:
-        value = json.loads(text)
+        value = loads_strict(text)  # strict JSON the database can hold: refuses NaN, 1e400, \u0000, ...
     except json.JSONDecodeError as exc:
         raise errors.BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -98,6 +100,17 @@ def require_scheduler_auth(request, settings) -> None:
         raise errors.Unauthorized("missing or wrong credentials: send Authorization: Bearer <SCHEDULER_SECRET>")
 
 
+# A caller's X-Request-Id is echoed (and logged) only when it looks like an id: a 4,000-character one overflowed
+# the gateway's buffer for the function's response headers (a 502 after the call was written).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_for(request) -> str:
+    """The caller's X-Request-Id when it is a sane id (<= 128 of A-Z a-z 0-9 . _ : -), else a fresh one."""
+    given = request.headers.get("X-Request-Id")
+    return given if given and _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def function_handler(*, methods: tuple[str, ...], name: str, summary_message: str = "request handled",
                      logger: logging.Logger | None = None) -> Callable:
     """Wrap a handler `fn(request, request_id, summary) -> (body, status)`: method check, error mapping, and
@@ -114,7 +127,7 @@ def function_handler(*, methods: tuple[str, ...], name: str, summary_message: st
 
         @functools.wraps(fn)
         def wrapper(request):
-            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+            request_id = request_id_for(request)
             started = time.perf_counter()
             summary: dict = {"function": name, "request_id": request_id}
             retry_after = None

@@ -29,6 +29,16 @@ def find_or_fetch_nginx(tools_dir: Path) -> Path:
     return unpacked
 
 
+# nginx keeps an idle upstream connection for 60 s unless told otherwise, but the functions' server
+# (functions-framework runs gunicorn's threaded worker, `keepalive` 2 s) closes it after about 2 s: a request
+# nginx sends on a connection just as the server closes it fails with "upstream prematurely closed connection",
+# a 502 for a POST nginx will not retry (non-idempotent), and the call is lost. So the gateway lets go first.
+# tests/integration/test_gateway_keepalive.py checks the order against gunicorn's real setting.
+FUNCTION_KEEPALIVE_TIMEOUT_S = 1
+# The same for PostgREST: warp closes idle connections after 30 s (its slowloris timeout).
+POSTGREST_KEEPALIVE_TIMEOUT_S = 20
+
+
 def render_nginx_conf(*, state_dir: Path, port: int, postgrest_port: int, functions: dict[str, int],
                       extra_routes: dict[str, int] | None = None) -> str:
     temp = state_dir / "nginx"
@@ -38,6 +48,7 @@ def render_nginx_conf(*, state_dir: Path, port: int, postgrest_port: int, functi
         f"""  upstream fn_{index} {{
     server 127.0.0.1:{fn_port};
     keepalive 32;
+    keepalive_timeout {FUNCTION_KEEPALIVE_TIMEOUT_S}s;
   }}"""
         for index, (name, fn_port) in enumerate(sorted(functions.items()))
     )
@@ -78,6 +89,7 @@ http {{
   upstream postgrest {{
     server 127.0.0.1:{postgrest_port};
     keepalive 64;
+    keepalive_timeout {POSTGREST_KEEPALIVE_TIMEOUT_S}s;
   }}
   server {{
     listen 127.0.0.1:{port};

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import errors
+from shared.domain.strict_json import UnstorableJson
 from shared.domain.webhook_payload import parse_call_payload
 from shared.http import parse_json_object
 from shared.logs import get_logger
@@ -67,6 +68,14 @@ def _storable_text(raw_body: bytes) -> str:
     return raw_body.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
 
 
+def _column_text(value: str | None, limit: int = 200) -> str | None:
+    """An id or message for a text column of the event log: no NUL, no lone surrogate, bounded length, so the
+    rejection's own insert cannot be refused for what it writes."""
+    if value is None:
+        return None
+    return value.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")[:limit] or None
+
+
 def _exact_bytes(raw_body: bytes, text: str) -> str | None:
     """The body as a bytea literal when `text` does not hold it verbatim (invalid UTF-8, NUL), else None."""
     return None if text.encode("utf-8") == raw_body else "\\x" + raw_body.hex()
@@ -86,8 +95,9 @@ def _reject(rpc: Rpc, raw_body: bytes, error: errors.BridgeError, payload: dict 
     request is spooled, not lost); if the database refuses the record itself, the caller still learns what was
     wrong with its body (retrying would not fix it) and the failure is logged without the body."""
     text = _storable_text(raw_body)
-    params = {"p_raw_body": text, "p_error": error.message, "p_payload": payload, "p_location_id": location_id,
-              "p_call_id": call_id, **_replay_params(received_at, spool_key)}
+    params = {"p_raw_body": text, "p_error": _column_text(error.message, 2000), "p_payload": payload,
+              "p_location_id": _column_text(location_id), "p_call_id": _column_text(call_id),
+              **_replay_params(received_at, spool_key)}
     exact = _exact_bytes(raw_body, text)
     if exact is not None:
         params["p_raw_body_bytes"] = exact
@@ -123,6 +133,12 @@ def ingest_webhook_body(raw_body: bytes, *, rpc: Rpc, default_region: str = "US"
     replay = {"received_at": received_at, "spool_key": spool_key}
     try:
         payload = parse_json_object(raw_body)
+    except UnstorableJson as exc:
+        # JSON, but with a NUL or lone surrogate: the payload cannot be stored, the ids it names still can
+        value = exc.value if isinstance(exc.value, dict) else {}
+        _reject(rpc, raw_body, exc, None, call_id=_guess(value, "callId", "call_id", "messageId"),
+                location_id=_guess(value, "locationId", "location_id"), **replay)
+        raise
     except errors.BadRequest as exc:
         _reject(rpc, raw_body, exc, **replay)
         raise

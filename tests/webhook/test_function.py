@@ -232,4 +232,4 @@ def test_values_the_database_refuses_are_400_and_kept(webhook_app, db, make_inte
     [event] = events(db, call_id)
     assert event["outcome"] == "rejected" and "\\u0000" in event["raw_body"]
     assert db.execute("SELECT count(*) AS n FROM sales_calls WHERE external_call_id = %s", (call_id,)).fetchone()["n"] == 0
-    assert summaries[-1].fields["db_round_trips"] == 2
+    assert summaries[-1].fields["db_round_trips"] == 1  # refused by the parser: no ingest attempt
