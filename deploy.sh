@@ -294,26 +294,30 @@ if url.scheme not in ("postgres", "postgresql"):
 userinfo, at, hosts = url.netloc.rpartition("@")
 user, colon, password = userinfo.partition(":")
 password = up.unquote(password) if colon else None
-query = []
-for key, value in up.parse_qsl(url.query, keep_blank_values=True):
-    if key == "password":
-        password = value
+query = []  # the other parameters exactly as written
+for item in filter(None, url.query.split("&")):
+    key, _, value = item.partition("=")
+    if up.unquote(key) == "password":
+        password = up.unquote(value)
     else:
-        query.append((key, value))
-for path, text in ((os.environ["PGPASSFILE"], "*:*:*:*:" + (password or "").replace("\\", "\\\\").replace(":", "\\:") + "\n"),
-                   (os.environ["PGPASSFILE"] + ".value", password or "")):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
-        file.write(text)
-print(up.urlunsplit((url.scheme, user + "@" + hosts if at else hosts, url.path, up.urlencode(query), url.fragment)))
+        query.append(item)
+if password is not None:  # else psql keeps its usual sources (~/.pgpass, PGPASSWORD, ...)
+    for path, text in ((os.environ["PGPASSFILE"], "*:*:*:*:" + password.replace("\\", "\\\\").replace(":", "\\:") + "\n"),
+                       (os.environ["PGPASSFILE"] + ".value", password)):
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(text)
+print(f"{url.scheme}://{user + '@' if at else ''}{hosts}{url.path}" + ("?" + "&".join(query) if query else ""))
 '
 DATABASE_URL_SAFE="" PSQL=()
 prepare_psql() {  # PSQL: psql on DATABASE_URL without its password (that one goes through PGPASSFILE)
-  export PGPASSFILE="$PRIVATE_DIR/pgpass"
-  DATABASE_URL_SAFE=$("$PYTHON" -c "$SPLIT_DATABASE_URL") || return 1
-  local password=""
-  IFS= read -r -d '' password <"$PGPASSFILE.value" || true
-  [[ -n $password ]] && SECRET_VALUES+=("$password")
-  rm -f "$PGPASSFILE.value"
+  local pgpass="$PRIVATE_DIR/pgpass" password=""
+  DATABASE_URL_SAFE=$(PGPASSFILE=$pgpass "$PYTHON" -c "$SPLIT_DATABASE_URL") || return 1
+  if [[ -f $pgpass ]]; then
+    export PGPASSFILE=$pgpass
+    IFS= read -r -d '' password <"$pgpass.value" || true
+    [[ -n $password ]] && SECRET_VALUES+=("$password")
+    rm -f "$pgpass.value"
+  fi
   PSQL=(psql "$DATABASE_URL_SAFE" -X -q -A -t -v ON_ERROR_STOP=1)
 }
 

@@ -429,3 +429,11 @@ def test_the_redeploy_label_changes_with_a_pin_and_only_then(tmp_path, bin_dirs)
     assert set(changed) == set(first) and all(changed[name] != first[name] for name in first)
     built = (tmp_path / "checkout" / "build" / "ghl-call-webhook" / "requirements.txt").read_text()
     assert "httpx==0.28.0" in built
+
+
+def test_a_database_url_without_password_leaves_psqls_own_password_sources_alone(tmp_path, bin_dirs):
+    url = "postgresql://postgres@db.abcd.supabase.co:5432/postgres?sslmode=require&options=-c%20x%3Dy"
+    result = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-scheduler", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    psql = [c for c in _calls(tmp_path) if c["tool"] == "psql"]
+    assert psql and all(c["args"][0] == url and "PGPASSFILE" not in c["env"] for c in psql)  # ~/.pgpass still works
