@@ -306,7 +306,7 @@ if password is not None:  # else psql keeps its usual sources (~/.pgpass, PGPASS
                        (os.environ["PGPASSFILE"] + ".value", password)):
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
             file.write(text)
-print(f"{url.scheme}://{user + '@' if at else ''}{hosts}{url.path}" + ("?" + "&".join(query) if query else ""))
+print(url.scheme + "://" + (user + "@" if at else "") + hosts + url.path + ("?" + "&".join(query) if query else ""))
 '
 DATABASE_URL_SAFE="" PSQL=()
 prepare_psql() {  # PSQL: psql on DATABASE_URL without its password (that one goes through PGPASSFILE)
