@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # deploy.sh: deploy ghl-bridge to Google Cloud Functions (2nd gen) against a hosted Supabase project.
 #
-#   1. builds each function's artifact folder (python -m ghl_bridge.build --all): main.py, shared/, requirements.txt
+#   0. preflight, before anything is deployed: every Secret Manager secret it will reference exists, has an
+#      enabled version and is readable by the functions' service account; that service account exists; the
+#      migrations connect. Every problem found is listed, then exit 2.
+#   1. builds each function's artifact folder (python -m ghl_bridge.build --all): main.py, shared/, and a
+#      requirements.txt of the exact pins (with hashes) from requirements.lock of what the function imports
 #   2. applies the migrations: `supabase db push` (supabase CLI + linked project), else psql on DATABASE_URL
 #   3. deploys ghl-call-webhook, sync-prospects-to-ghl, process-ghl-import (HTTP, python311, entry point `handle`)
 #   4. creates or updates the Cloud Scheduler jobs that call sync-prospects-to-ghl and process-ghl-import
 #
 # Usage: ./deploy.sh [--dry-run] [--force] [--skip-migrations] [--skip-functions] [--skip-scheduler]
-#   --dry-run          print every command it would run (`+ ...`, secrets as ***) and run none; only the
-#                      local build step (step 1) still runs, so the printed commands describe real folders
+#   --dry-run          print every command it would run (`+ ...`, secrets as ***), the preflight's too, and
+#                      run none; only the local build step (step 1) still runs, so the printed commands
+#                      describe real folders
 #   --force            redeploy functions whose code and configuration are unchanged
 #   --skip-...         leave that step out
 #
@@ -16,7 +21,8 @@
 # ghl_bridge_config), an existing scheduler job is updated in place, an applied migration is not re-applied.
 # Secrets are never taken from this script's arguments and never printed: they come from Secret Manager
 # (SECRETS_SOURCE=secret-manager) or from the environment (SECRETS_SOURCE=env), and reach gcloud through
-# a private --flags-file (mode 600, removed on exit), not its command line.
+# a private --flags-file (mode 600, removed on exit), not its command line. The database password reaches psql
+# through a private .pgpass file (PGPASSFILE), never its arguments: no secret is in any process's argv.
 #
 # Variables (docs/deploy.md has the full table):
 #   GCP_PROJECT                 required  Google Cloud project id
@@ -220,6 +226,148 @@ load_env_secrets() {  # known secret values, so every printout can mask them
   return 0
 }
 
+# ---- 0. preflight ---------------------------------------------------------------------------------
+# Reads metadata only: `secrets versions describe` and `secrets get-iam-policy` need roles/secretmanager.viewer
+# (no secret value), where `versions access` would need the value-reading secretAccessor role for the deployer
+# and would still not show whether the functions' service account can read the secret.
+
+PREFLIGHT_PROBLEMS=()
+problem() { PREFLIGHT_PROBLEMS+=("$*"); }
+
+# Roles that let a service account read a secret's value (on the secret or on the whole project).
+SECRET_READER_ROLES="roles/secretmanager.secretAccessor roles/secretmanager.admin roles/owner"
+
+RUNTIME_ACCOUNT=""
+find_runtime_account() {  # RUNTIME_ACCOUNT: FUNCTION_SERVICE_ACCOUNT, else the runtime's default account
+  if [[ -n $FUNCTION_SERVICE_ACCOUNT ]]; then RUNTIME_ACCOUNT=$FUNCTION_SERVICE_ACCOUNT; return; fi
+  local describe=(gcloud projects describe "$GCP_PROJECT" --format='value(projectNumber)') number=""
+  show "${describe[@]}"
+  if (( DRY_RUN )); then number="<project-number>"
+  else number=$("${describe[@]}" 2>/dev/null) || number=""; fi
+  if [[ -z $number ]]; then
+    problem "cannot read project $GCP_PROJECT (gcloud projects describe): check GCP_PROJECT and gcloud auth login"
+    return
+  fi
+  RUNTIME_ACCOUNT="$number-compute@developer.gserviceaccount.com"  # Cloud Functions (2nd gen) default
+}
+
+readers() {  # readers CMD...: "role member" lines of an IAM policy that CMD prints
+  "$@" --flatten='bindings[].members' --format='value(bindings.role,bindings.members)' 2>/dev/null
+}
+
+preflight_account() {  # the service account the functions (the scheduler's targets) run as exists
+  local account=$1
+  local describe=(gcloud iam service-accounts describe "$account" --project="$GCP_PROJECT" --format='value(email)')
+  show "${describe[@]}"
+  (( DRY_RUN )) || "${describe[@]}" >/dev/null 2>&1 || problem "service account $account does not exist (or \
+is not visible to you): create it (gcloud iam service-accounts create) or set FUNCTION_SERVICE_ACCOUNT"
+}
+
+preflight_secrets() {  # preflight_secrets ACCOUNT: each referenced secret exists, is enabled, and ACCOUNT reads it
+  local account=$1 env_name secret project_policy=""
+  local project_iam=(gcloud projects get-iam-policy "$GCP_PROJECT")
+  show "${project_iam[@]}" --flatten='bindings[].members' --format='value(bindings.role,bindings.members)'
+  (( DRY_RUN )) || project_policy=$(readers "${project_iam[@]}" || true)
+  for env_name in $(needed_secrets); do
+    secret=$(secret_ref "$env_name")
+    local version=(gcloud secrets versions describe latest --secret="$secret" --project="$GCP_PROJECT" --format='value(state)')
+    local policy=(gcloud secrets get-iam-policy "$secret" --project="$GCP_PROJECT")
+    show "${version[@]}"
+    show "${policy[@]}" --flatten='bindings[].members' --format='value(bindings.role,bindings.members)'
+    (( DRY_RUN )) && continue
+    local state
+    state=$("${version[@]}" 2>/dev/null) || state=""
+    if [[ -z $state ]]; then
+      problem "secret $secret ($env_name) does not exist or has no version: printf %s \"\$$env_name\" |" \
+        "gcloud secrets create $secret --data-file=- --project=$GCP_PROJECT (or: versions add $secret --data-file=-)"
+      continue
+    elif [[ $state != ENABLED ]]; then
+      problem "secret $secret ($env_name): its latest version is $state: gcloud secrets versions add $secret --data-file=-"
+      continue
+    fi
+    [[ -n $account ]] || continue
+    local role granted=0 lines
+    lines=$(readers "${policy[@]}" || true)$'\n'$project_policy
+    for role in $SECRET_READER_ROLES; do
+      grep -qxF "$role"$'\t'"serviceAccount:$account" <<<"$lines" && granted=1
+    done
+    (( granted )) || problem "secret $secret ($env_name) is not readable by $account: gcloud secrets \
+add-iam-policy-binding $secret --member=serviceAccount:$account --role=roles/secretmanager.secretAccessor --project=$GCP_PROJECT"
+  done
+}
+
+# Splits DATABASE_URL (read from the environment) into the URL without its password, printed, and a private
+# .pgpass file holding the password (PGPASSFILE; "password" in the query string counts too), plus a private
+# copy of the password alone so that printouts can mask it.
+SPLIT_DATABASE_URL='
+import os, sys, urllib.parse as up
+url = up.urlsplit(os.environ["DATABASE_URL"])
+if url.scheme not in ("postgres", "postgresql"):
+    sys.exit("DATABASE_URL is not a postgresql:// URL")
+userinfo, at, hosts = url.netloc.rpartition("@")
+user, colon, password = userinfo.partition(":")
+password = up.unquote(password) if colon else None
+query = []  # the other parameters exactly as written
+for item in filter(None, url.query.split("&")):
+    key, _, value = item.partition("=")
+    if up.unquote(key) == "password":
+        password = up.unquote(value)
+    else:
+        query.append(item)
+if password is not None:  # else psql keeps its usual sources (~/.pgpass, PGPASSWORD, ...)
+    for path, text in ((os.environ["PGPASSFILE"], "*:*:*:*:" + password.replace("\\", "\\\\").replace(":", "\\:") + "\n"),
+                       (os.environ["PGPASSFILE"] + ".value", password)):
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(text)
+print(url.scheme + "://" + (user + "@" if at else "") + hosts + url.path + ("?" + "&".join(query) if query else ""))
+'
+DATABASE_URL_SAFE="" PSQL=()
+prepare_psql() {  # PSQL: psql on DATABASE_URL without its password (that one goes through PGPASSFILE)
+  local pgpass="$PRIVATE_DIR/pgpass" password=""
+  DATABASE_URL_SAFE=$(PGPASSFILE=$pgpass "$PYTHON" -c "$SPLIT_DATABASE_URL") || return 1
+  if [[ -f $pgpass ]]; then
+    export PGPASSFILE=$pgpass
+    IFS= read -r -d '' password <"$pgpass.value" || true
+    [[ -n $password ]] && SECRET_VALUES+=("$password")
+    rm -f "$pgpass.value"
+  fi
+  PSQL=(psql "$DATABASE_URL_SAFE" -X -q -A -t -v ON_ERROR_STOP=1)
+}
+
+preflight_database() {  # the migrations connect
+  if [[ $MIGRATION_TOOL == supabase ]]; then
+    # Lists the linked project's applied migrations: it connects (the CLI reads SUPABASE_DB_PASSWORD).
+    local list=(supabase migration list --linked --workdir "$ROOT")
+    show "${list[@]}"
+    (( DRY_RUN )) || "${list[@]}" >/dev/null 2>&1 || problem "the linked Supabase database does not answer \
+(supabase migration list --linked): check SUPABASE_DB_PASSWORD and \`supabase link\`"
+  else
+    prepare_psql || { problem "DATABASE_URL must be a postgresql://user:password@host:port/database URL"; return; }
+    local ping=("${PSQL[@]}" -c "SELECT 1")
+    show "${ping[@]}"
+    (( DRY_RUN )) || PGCONNECT_TIMEOUT=10 "${ping[@]}" >/dev/null 2>&1 || problem "the database of DATABASE_URL \
+does not answer (psql $DATABASE_URL_SAFE -c 'SELECT 1'): check its host, user, password and network access"
+  fi
+}
+
+preflight() {
+  say "== preflight"
+  (( SKIP_MIGRATIONS )) || preflight_database
+  if ! (( SKIP_FUNCTIONS && SKIP_SCHEDULER )); then
+    find_runtime_account
+    [[ -n $RUNTIME_ACCOUNT ]] && preflight_account "$RUNTIME_ACCOUNT"
+    [[ $SECRETS_SOURCE == secret-manager ]] && preflight_secrets "$RUNTIME_ACCOUNT"
+  fi
+  if (( ${#PREFLIGHT_PROBLEMS[@]} )); then
+    say "deploy.sh: preflight found ${#PREFLIGHT_PROBLEMS[@]} problem(s); nothing was deployed:"
+    local item
+    for item in "${PREFLIGHT_PROBLEMS[@]}"; do say "  - $(mask "$item")"; done
+    exit 2
+  fi
+  (( DRY_RUN )) && say "# dry run: the checks above are not run"
+  return 0
+}
+
 # ---- 1. build -------------------------------------------------------------------------------------
 
 build_artifacts() {
@@ -237,7 +385,7 @@ apply_migrations() {
     run supabase db push --linked --yes --workdir "$ROOT"
     return
   fi
-  local psql=(psql "$DATABASE_URL" -X -q -A -t -v ON_ERROR_STOP=1)
+  local psql=("${PSQL[@]}")  # the URL without its password: psql reads that from PGPASSFILE (prepare_psql)
   local applied="" file base version name
   local history_sql="CREATE SCHEMA IF NOT EXISTS supabase_migrations; CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text PRIMARY KEY, statements text[], name text)"
   local history=("${psql[@]}" -c "SET client_min_messages TO warning" -c "$history_sql"
@@ -404,6 +552,7 @@ main() {
   check_requirements
   make_private_dir
   (( DRY_RUN )) && say "deploy.sh: dry run: printing commands, running none (except the local build step)"
+  preflight
   build_artifacts
   (( SKIP_MIGRATIONS )) || apply_migrations
   (( SKIP_FUNCTIONS )) || deploy_functions

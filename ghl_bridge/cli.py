@@ -4,6 +4,7 @@
     ghl-bridge stack down | status
     ghl-bridge test [pytest args]             the whole test suite (starts its own stack)
     ghl-bridge build <function>|--all [--out DIR]   each function's self-contained deploy folder
+    ghl-bridge lock [--upgrade|--check]       refresh (or check) requirements.lock and requirements-dev.lock
     ghl-bridge sync [--location ID] [--dry-run] [--json]
     ghl-bridge import pull --location ID [--kinds contacts,calls] [--since ISO] [--json]
     ghl-bridge import process [BATCH] [--json]
@@ -104,6 +105,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     return build.run(args)
 
 
+def cmd_lock(args: argparse.Namespace) -> int:
+    from ghl_bridge import lock
+
+    return lock.run(args)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay the webhook spool (SPOOL_S3_* and AWS_* from the environment, else the local stack's moto S3)."""
     from ghl_bridge import operations
@@ -159,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build deployable artifact folders (main.py + shared/ + requirements.txt)")
     add_build_arguments(build)
     build.set_defaults(func=cmd_build)
+
+    from ghl_bridge.lock import add_arguments as add_lock_arguments
+
+    locks = sub.add_parser("lock", help="refresh requirements.lock and requirements-dev.lock from pyproject.toml (uv)")
+    add_lock_arguments(locks)
+    locks.set_defaults(func=cmd_lock)
 
     from ghl_bridge import operations
 

@@ -32,14 +32,35 @@ DB_PASSWORD = "pw-" + uuid.uuid4().hex
 STUB = f"""#!{sys.executable}
 import json, os, sys
 args = sys.argv[1:]
-record = {{"tool": os.path.basename(sys.argv[0]), "args": args}}
+record = {{"tool": os.path.basename(sys.argv[0]), "args": args,
+          "env": {{k: os.environ[k] for k in ("PGPASSFILE", "PGPASSWORD") if k in os.environ}}}}
 for arg in args:
     if arg.startswith("--flags-file="):
         record["flags_file"] = json.load(open(arg.split("=", 1)[1]))
+if os.path.isfile(os.environ.get("PGPASSFILE", "")):
+    record["pgpass"] = open(os.environ["PGPASSFILE"]).read()
+    record["pgpass_mode"] = oct(os.stat(os.environ["PGPASSFILE"]).st_mode & 0o777)
 with open(os.environ["STUB_LOG"], "a") as log:
     log.write(json.dumps(record) + "\\n")
 line = " ".join(args)
-if line.startswith("functions describe"):
+option = lambda name: next((a.split("=", 1)[1] for a in args if a.startswith(name + "=")), None)
+if line.startswith("projects describe"):
+    print("123456789012")
+elif line.startswith("projects get-iam-policy"):
+    print(os.environ.get("STUB_PROJECT_POLICY", ""))
+elif line.startswith("iam service-accounts describe"):
+    sys.exit(1 if args[3] in os.environ.get("STUB_MISSING_ACCOUNTS", "").split() else 0)
+elif line.startswith("secrets versions describe"):
+    if option("--secret") in os.environ.get("STUB_MISSING_SECRETS", "").split():
+        sys.exit(1)
+    print("ENABLED")
+elif line.startswith("secrets get-iam-policy"):
+    if args[2] not in os.environ.get("STUB_UNREADABLE_SECRETS", "").split():
+        account = os.environ.get("FUNCTION_SERVICE_ACCOUNT") or "123456789012-compute@developer.gserviceaccount.com"
+        print("roles/secretmanager.secretAccessor\\tserviceAccount:" + account)
+elif "SELECT 1" in args:
+    sys.exit(1 if os.environ.get("STUB_DB_DOWN") else 0)
+elif line.startswith("functions describe"):
     label = os.environ.get("STUB_FUNCTION_LABEL")
     if not label:
         sys.exit(1)
@@ -127,7 +148,12 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
                and "AWS_" not in line for line in deploys)
     for job in jobs:
         assert "--http-method=POST" in job and "Authorization=Bearer ***" in job and "--location=europe-west1" in job
-    assert len(_commands(out, "+ psql ***")) == len(list(MIGRATIONS_DIR.glob("*.sql"))) + 2
+    # psql gets the URL without its password (that one goes through PGPASSFILE); the preflight pings first.
+    psql = _commands(out, "+ psql postgresql://postgres@db.abcd.supabase.co:5432/postgres -X ")
+    assert len(psql) == len(list(MIGRATIONS_DIR.glob("*.sql"))) + 3 and psql[0].endswith('-c "SELECT 1"')
+    assert out.index("SELECT 1") < out.index("+ gcloud functions deploy")
+    assert '+ gcloud iam service-accounts describe "<project-number>-compute@developer.gserviceaccount.com"' in out
+    assert "preflight" in result.stderr
     assert "dry run" in result.stderr and "build" in result.stderr
     assert _calls(tmp_path) == []  # no gcloud, supabase or psql was run
     for secret in ALL_SECRETS:
@@ -144,6 +170,11 @@ def test_dry_run_with_secret_manager_references_secret_names(tmp_path, bin_dirs)
             "GHL_WEBHOOK_SECRET=ghl-bridge-ghl-webhook-secret:latest") in webhook
     assert "SCHEDULER_SECRET=ghl-bridge-scheduler-secret:latest" in sync
     assert "+ gcloud secrets versions access latest --secret=ghl-bridge-scheduler-secret" in result.stdout
+    # The preflight's checks are shown too: each secret's latest version and who may read it.
+    for secret in ("prod-srk", "ghl-bridge-ghl-webhook-secret", "ghl-bridge-scheduler-secret"):
+        assert f"+ gcloud secrets versions describe latest --secret={secret} --project=demo-project" in result.stdout
+        assert f"+ gcloud secrets get-iam-policy {secret} --project=demo-project" in result.stdout
+    assert "+ gcloud projects get-iam-policy demo-project" in result.stdout
     assert '"--schedule=*/15 * * * *"' in result.stdout
     assert "psql" not in result.stdout and _calls(tmp_path) == []
 
@@ -254,7 +285,8 @@ def test_linked_supabase_project_uses_db_push(tmp_path, bin_dirs, monkeypatch):
         if not any(ref_file.parent.iterdir()):
             ref_file.parent.rmdir()
     assert result.returncode == 0, result.stderr
-    assert [c["args"][:3] for c in _calls(tmp_path)] == [["db", "push", "--linked"]]
+    # The preflight's connection check, then the push.
+    assert [c["args"][:3] for c in _calls(tmp_path)] == [["migration", "list", "--linked"], ["db", "push", "--linked"]]
 
 
 @pytest.mark.stack
@@ -297,3 +329,133 @@ def test_recordings_give_the_s3_credentials_to_the_import_function_only(tmp_path
     assert off.returncode == 0, off.stderr
     assert "AWS_ACCESS_KEY_ID" not in off.stdout and "RECORDINGS_ENABLED=false" in off.stdout
     assert "RECORDINGS_ENABLED" not in webhook + sync
+
+
+# ---- preflight ------------------------------------------------------------------------------------
+
+def test_preflight_lists_every_problem_and_deploys_nothing(tmp_path, bin_dirs):
+    account = "ghl-fn@demo-project.iam.gserviceaccount.com"
+    result = _run(tmp_path, bin_dirs, env={
+        "FUNCTION_SERVICE_ACCOUNT": account, "STUB_MISSING_ACCOUNTS": account,
+        "STUB_MISSING_SECRETS": "ghl-bridge-ghl-webhook-secret", "STUB_UNREADABLE_SECRETS": "ghl-bridge-scheduler-secret",
+        "STUB_DB_DOWN": "1"})
+    assert result.returncode == 2, result.stderr
+    err = result.stderr
+    assert "deploy.sh: preflight found 4 problem(s); nothing was deployed:" in err
+    assert "  - the database of DATABASE_URL does not answer (psql postgresql://postgres@db.abcd.supabase.co" in err
+    assert f"  - service account {account} does not exist" in err
+    assert ("  - secret ghl-bridge-ghl-webhook-secret (GHL_WEBHOOK_SECRET) does not exist or has no version: "
+            'printf %s "$GHL_WEBHOOK_SECRET" | gcloud secrets create ghl-bridge-ghl-webhook-secret --data-file=-') in err
+    assert (f"  - secret ghl-bridge-scheduler-secret (SCHEDULER_SECRET) is not readable by {account}: gcloud secrets "
+            f"add-iam-policy-binding ghl-bridge-scheduler-secret --member=serviceAccount:{account} "
+            "--role=roles/secretmanager.secretAccessor") in err
+    calls = [" ".join(c["args"][:3]) for c in _calls(tmp_path)]
+    assert not [c for c in calls if c.startswith(("functions deploy", "scheduler", "secrets versions access"))], calls
+    assert not [c for c in _calls(tmp_path) if "-f" in c["args"]]  # no migration ran
+    assert not (tmp_path / "build").exists()  # stopped before even the build
+    assert DB_PASSWORD not in result.stdout + err
+
+
+def test_preflight_accepts_a_project_level_grant_and_the_default_runtime_account(tmp_path, bin_dirs):
+    default = "123456789012-compute@developer.gserviceaccount.com"
+    result = _run(tmp_path, bin_dirs, "--skip-migrations", env={
+        "STUB_UNREADABLE_SECRETS": "ghl-bridge-supabase-service-role-key ghl-bridge-scheduler-secret",
+        "STUB_PROJECT_POLICY": f"roles/secretmanager.secretAccessor\tserviceAccount:{default}"})
+    assert result.returncode == 0, result.stderr
+    calls = [c["args"] for c in _calls(tmp_path)]
+    assert ["iam", "service-accounts", "describe", default] == calls[1][:4]
+    assert [" ".join(c[:2]) for c in calls].index("functions deploy") > max(
+        i for i, c in enumerate(calls) if c[:2] == ["secrets", "get-iam-policy"])
+
+
+def test_preflight_in_env_mode_checks_the_account_but_no_secret_manager(tmp_path, bin_dirs):
+    result = _run(tmp_path, bin_dirs, "--skip-migrations", env={**ENV_SECRETS, "STUB_MISSING_ACCOUNTS":
+                                                                  "123456789012-compute@developer.gserviceaccount.com"})
+    assert result.returncode == 2
+    assert "preflight found 1 problem(s)" in result.stderr and "service account 123456789012-compute" in result.stderr
+    assert not [c for c in _calls(tmp_path) if c["args"][0] == "secrets"]
+
+
+# ---- no secret in any argv ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source", ["env", "secret-manager"])
+def test_no_secret_reaches_any_process_arguments(tmp_path, bin_dirs, source):
+    password = "p@ss:w/o\\rd-" + uuid.uuid4().hex  # URL-special characters, and pgpass's ':' and '\\'
+    encoded = password.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
+    url = f"postgresql://postgres:{encoded}@db.abcd.supabase.co:5432/postgres?sslmode=require"
+    env = {**(ENV_SECRETS if source == "env" else {}), "DATABASE_URL": url}
+    result = _run(tmp_path, bin_dirs, env=env)
+    assert result.returncode == 0, result.stderr
+    calls = _calls(tmp_path)
+    secrets = (*ALL_SECRETS, password, encoded, url)
+    tools = {c["tool"] for c in calls}
+    assert {"gcloud", "psql"} <= tools
+    for call in calls:
+        assert not [arg for arg in call["args"] for secret in secrets if secret in arg], call["args"]
+        assert "PGPASSWORD" not in call["env"]
+    psql = [c for c in calls if c["tool"] == "psql"]
+    assert psql[0]["args"][:2] == ["postgresql://postgres@db.abcd.supabase.co:5432/postgres?sslmode=require", "-X"]
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    for call in psql:  # the password reaches psql only through its private pgpass file
+        assert call["pgpass"] == f"*:*:*:*:{escaped}\n" and call["pgpass_mode"] == "0o600"
+    for secret in secrets:
+        assert secret not in result.stdout + result.stderr
+    assert not list(tmp_path.glob("ghl-bridge-deploy.*"))  # the private folder, pgpass included, is gone
+
+
+# ---- the redeploy label ---------------------------------------------------------------------------
+
+def _checkout_copy(root: Path) -> Path:
+    """What deploy.sh and the build step read, copied, so that the test can change the lock."""
+    for name in ("deploy.sh", "pyproject.toml", "requirements.lock", "requirements-dev.lock"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("ghl_bridge", "functions", "shared", "supabase/migrations"):
+        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=ignore)
+    return root / "deploy.sh"
+
+
+def _labels(tmp_path, bin_dirs, deploy_sh: Path) -> dict[str, str]:
+    stubs, tools = bin_dirs
+    env = {"PATH": f"{stubs}:{tools}", "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "PYTHON": sys.executable,
+           "STUB_LOG": str(tmp_path / "calls.jsonl"), "GCP_PROJECT": "demo-project", "GCP_REGION": "europe-west1",
+           "SUPABASE_URL": "https://abcd.supabase.co", **ENV_SECRETS}
+    result = subprocess.run(["bash", str(deploy_sh), "--dry-run", "--skip-migrations", "--skip-scheduler"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return {line.split()[4]: line.split("--update-labels=ghl_bridge_config=")[1].split()[0]
+            for line in _commands(result.stdout, "+ gcloud functions deploy ")}
+
+
+def test_the_redeploy_label_changes_with_a_pin_and_only_then(tmp_path, bin_dirs):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    deploy_sh = _checkout_copy(checkout)
+    first = _labels(tmp_path, bin_dirs, deploy_sh)
+    assert set(first) == set(FUNCTIONS) and len(set(first.values())) == 3
+    assert _labels(tmp_path, bin_dirs, deploy_sh) == first  # nothing changed: same labels
+
+    # A dev tool's pin is not in any artifact: same labels.
+    dev_lock = checkout / "requirements-dev.lock"
+    pytest_pin = next(line for line in dev_lock.read_text().splitlines() if line.startswith("pytest=="))
+    dev_lock.write_text(dev_lock.read_text().replace(pytest_pin, "pytest==8.0.0 \\"))
+    assert _labels(tmp_path, bin_dirs, deploy_sh) == first
+
+    # A new release of a run-time dependency (version and hashes): every function that installs it changes.
+    runtime_lock = checkout / "requirements.lock"
+    text = runtime_lock.read_text()
+    start = text.index("\nhttpx==") + 1
+    end = text.index("\n    # via", start)
+    runtime_lock.write_text(text[:start] + "httpx==0.28.0 \\\n    --hash=sha256:" + "0" * 64 + text[end:])
+    changed = _labels(tmp_path, bin_dirs, deploy_sh)
+    assert set(changed) == set(first) and all(changed[name] != first[name] for name in first)
+    built = (tmp_path / "checkout" / "build" / "ghl-call-webhook" / "requirements.txt").read_text()
+    assert "httpx==0.28.0" in built
+
+
+def test_a_database_url_without_password_leaves_psqls_own_password_sources_alone(tmp_path, bin_dirs):
+    url = "postgresql://postgres@db.abcd.supabase.co:5432/postgres?sslmode=require&options=-c%20x%3Dy"
+    result = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-scheduler", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    psql = [c for c in _calls(tmp_path) if c["tool"] == "psql"]
+    assert psql and all(c["args"][0] == url and "PGPASSFILE" not in c["env"] for c in psql)  # ~/.pgpass still works
