@@ -213,3 +213,29 @@ def test_a_pull_killed_at_any_point_resumes_and_stages_every_record_once(after_r
     lost_at_most = 2 * (PAGES_AHEAD + 2)
     assert 7 <= stats[SEARCH] <= 7 + lost_at_most
     assert -(-messages // 100) <= stats[EXPORT] <= -(-messages // 100) + lost_at_most
+
+
+def test_a_slow_and_a_failing_location_do_not_hold_the_others(import_location, ghl_sandbox, db, repo, ghl_factory,
+                                                              settings):
+    fast, _ = import_location("internal", latency_ms=10)
+    slow, _ = import_location("internal", latency_ms=400)
+    revoked, _ = import_location("internal", token="revoked-token")
+    for location, contacts in ((fast, 120), (slow, 2000), (revoked, 10)):
+        ghl_sandbox.seed(location.id, contacts=contacts, calls=30)
+    batches = {name: repo.create_batch(location.id, ["contacts", "calls"], None, None)["id"]
+               for name, location in (("fast", fast), ("slow", slow), ("revoked", revoked))}
+
+    started = time.monotonic()
+    runs = {run.batch["id"]: run for run in process_open_batches(repo, ghl_factory, settings,
+                                                                  deadline=started + 4.0)}
+    took = time.monotonic() - started
+
+    assert runs[batches["fast"]].batch["status"] == "completed", (took, runs[batches["fast"]].to_dict())
+    assert runs[batches["revoked"]].batch["status"] == "failed"
+    assert "GHL rejected the pull" in runs[batches["revoked"]].batch["failure_reason"]
+    slow_run = runs[batches["slow"]]
+    assert slow_run.batch["status"] == "processing" and slow_run.batch["pull_completed_at"] is None
+    assert 0 < slow_run.staged < 2000  # it went on as far as the deadline let it, in parallel with the others
+    assert took < 4.0 + 2.0  # the deadline, plus the pages in flight at it
+    for batch_id in batches.values():
+        assert_counters_true(db, batch_id)
