@@ -28,7 +28,10 @@ Round trips: database round trips (rpc calls) per 1,000 records, for staging and
    processing: it is the same work either way and measured in 4.). Floors per location, for the requests it
    sent: the window floor 10 s x (ceil(N / 100) - 1) + one round trip (a fresh window's 100 may go at once),
    and the chain floor: the longest cursor chain's pages x one round trip (a page's cursor comes with the
-   page before). Target: wall <= 1.15 x the window floor.
+   page before). Target: wall <= 1.15 x the window floor. Each location is served by a sandbox process of
+   its own (--rate-shared-sandbox: all by the stack's one), since GHL's servers are not this machine's CPU:
+   one sandbox process validating every 100-record answer against the OpenAPI files for 6 streams at once
+   becomes the bottleneck; the sandboxes' CPU seconds per request are printed.
 """
 
 from __future__ import annotations
@@ -207,7 +210,12 @@ def pull_rate_child(args) -> None:
     settings = Settings(supabase_url=args.supabase_url, supabase_service_role_key=args.service_key,
                         ghl_api_base_url=args.sandbox_url, import_page_size=RATE_PAGE, import_chunk_size=CHUNK)
     repo = PullOnly(ImportRepository(create_service_client(args.supabase_url, args.service_key, timeout=120)))
-    factory = ghl_client_factory(settings)
+    urls = json.loads(args.sandbox_urls or "{}")
+
+    def factory(location_id: str, token: str):  # the real client, at the location's own sandbox
+        return ghl_client_factory(settings.model_copy(update={
+            "ghl_api_base_url": urls.get(location_id, args.sandbox_url)}))(location_id, token)
+
     batch_ids = json.loads(args.batch_ids)
     started = time.perf_counter()
     if args.mode == "new":
@@ -224,23 +232,61 @@ def pull_rate_child(args) -> None:
                       "cpu_seconds": time.process_time()}))
 
 
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_sandbox() -> tuple[subprocess.Popen, str]:
+    """A GHL sandbox process of its own on a free port."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "ghl_bridge.sandbox", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/_sandbox/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("a sandbox did not start")
+
+
 def window_floor(requests: int) -> float:
     return (math.ceil(requests / RATE_BURST) - 1) * RATE_WINDOW_MS / 1000 + RATE_LATENCY_MS / 1000
 
 
 def pull_rate(info, admin, conn, args) -> None:
     """Section 6: the pull at the rate limit, new way and previous way in the same run."""
+    from ghl_bridge.sandbox.admin import SandboxAdmin
+
     n_locations, n_contacts, n_messages = args.rate_locations, args.rate_contacts, args.rate_calls
     print(f"pull at the rate limit: {n_locations} locations x ({n_contacts:,} contacts + {n_messages:,} call messages), "
           f"page {RATE_PAGE}, sandbox {RATE_BURST} / {RATE_WINDOW_MS / 1000:g} s per location, "
           f"{RATE_LATENCY_MS} ms latency", flush=True)
     results = {}
     for mode in ("new", "previous"):
-        locations = []
+        locations, sandboxes, admins = [], [], []
         for _ in range(n_locations):
-            location = admin.create_location(burst_limit=RATE_BURST, burst_window_ms=RATE_WINDOW_MS,
-                                             daily_limit=10_000_000, latency_ms=RATE_LATENCY_MS)
-            admin.seed(location.id, contacts=n_contacts, calls=n_messages)
+            if args.rate_shared_sandbox:
+                own = admin
+            else:
+                process, url = start_sandbox()
+                sandboxes.append(process)
+                own = SandboxAdmin(url)
+                admins.append(own)
+            location = own.create_location(burst_limit=RATE_BURST, burst_window_ms=RATE_WINDOW_MS,
+                                           daily_limit=10_000_000, latency_ms=RATE_LATENCY_MS)
+            own.seed(location.id, contacts=n_contacts, calls=n_messages)
             conn.execute("INSERT INTO ghl_integrations (location_id, api_token, integration_type) VALUES (%s, %s, "
                          "'internal')", (location.id, location.token))
             locations.append(location)
@@ -248,18 +294,21 @@ def pull_rate(info, admin, conn, args) -> None:
         conn.execute("UPDATE ghl_import_batches SET status = 'completed' WHERE status IN ('pending', 'processing')")
         batch_ids = [str(conn.execute("SELECT (create_import_batch(%s, '{contacts,calls}', NULL, NULL)) ->> 'id' AS id",
                                       (location.id,)).fetchone()["id"]) for location in locations]
+        cpu_before = [cpu_seconds(process.pid) for process in sandboxes]
         child = subprocess.run(
             [sys.executable, __file__, "--pull-rate-child", "--mode", mode,
              "--batch-ids", json.dumps(batch_ids), "--supabase-url", info["supabase_url"], "--service-key",
-             info["service_role_key"], "--sandbox-url", info["ghl_sandbox_url"]],
+             info["service_role_key"], "--sandbox-url", info["ghl_sandbox_url"], "--sandbox-urls",
+             json.dumps({loc.id: loc.base_url for loc in locations})],
             capture_output=True, text=True, check=False)
+        sandbox_cpu = [cpu_seconds(process.pid) - before for process, before in zip(sandboxes, cpu_before)]
         if child.returncode != 0:
             print(f"pull-rate child ({mode}) failed:\n" + child.stderr[-3000:])
             return
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         per_location = []
-        for location, batch_id in zip(locations, batch_ids):
-            stats = admin.stats(location.id)
+        for index, (location, batch_id) in enumerate(zip(locations, batch_ids)):
+            stats = (admins[index] if admins else admin).stats(location.id)
             batch = conn.execute("SELECT pull_state, total_records, warnings FROM ghl_import_batches WHERE id = %s",
                                  (batch_id,)).fetchone()
             requests = stats["requests_total"]
@@ -268,7 +317,13 @@ def pull_rate(info, admin, conn, args) -> None:
             per_location.append({"id": location.id, "requests": requests, "seconds": seconds,
                                  "429s": stats["rate_limited_sent"], "staged": batch["total_records"],
                                  "window_floor": window_floor(requests), "chain_floor": chain * RATE_LATENCY_MS / 1000,
-                                 "warnings": batch["warnings"]})
+                                 "warnings": batch["warnings"],
+                                 "sandbox_cpu": sandbox_cpu[index] if sandbox_cpu else None})
+        for process in sandboxes:
+            process.kill()
+            process.wait()
+        for own in admins:
+            own.close()
         results[mode] = {"wall": max(p["seconds"] for p in per_location), "locations": per_location,
                          "rss_mb": figures["rss_peak_kb"] / 1024, "rpcs": figures["rpcs"],
                          "stage_ms": figures["stage_ms"], "cpu": figures["cpu_seconds"]}
@@ -286,6 +341,8 @@ def pull_rate(info, admin, conn, args) -> None:
                   f"{p['seconds']:.2f} s = {p['requests'] / p['seconds']:.1f} requests/s "
                   f"({100 * p['requests'] / p['seconds'] / rate:.0f} % of the {rate:g}/s budget); window floor "
                   f"{p['window_floor']:.2f} s, chain floor {p['chain_floor']:.2f} s"
+                  + (f"; its sandbox used {p['sandbox_cpu']:.1f} s of CPU = "
+                     f"{1000 * p['sandbox_cpu'] / p['requests']:.0f} ms per request" if p["sandbox_cpu"] else "")
                   + (f"; warnings {p['warnings']}" if p["warnings"] else ""))
     floor = max(p["window_floor"] for p in new["locations"])
     chain = max(max(p["chain_floor"], p["window_floor"]) for p in new["locations"])
@@ -306,6 +363,9 @@ def main() -> None:
     parser.add_argument("--rate-locations", type=int, default=3)
     parser.add_argument("--rate-contacts", type=int, default=20_000)
     parser.add_argument("--rate-calls", type=int, default=10_000, help="call messages (voicemail drops included)")
+    parser.add_argument("--rate-shared-sandbox", action="store_true",
+                        help="pull-rate: every location on the stack's one sandbox process")
+    parser.add_argument("--sandbox-urls", help=argparse.SUPPRESS)
     parser.add_argument("--pull-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pull-rate-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)

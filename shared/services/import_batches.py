@@ -139,12 +139,13 @@ async def _advance(repo, ghl_factory: Callable, settings, batch_id: str, deadlin
 #
 # Per kind (contacts, calls) a stream of two tasks: the fetcher asks GHL for page after page on its own copy of
 # the cursor and puts each page (already turned into staging rows) in a small queue; the stager stages them in
-# order, each with the cursor move in one rpc (compare-and-set on the staged cursor). The fetcher thus runs up
-# to PAGES_AHEAD pages ahead, so GHL's round trip and the database's overlap; memory holds at most
-# PAGES_AHEAD + 2 pages per stream. The kinds' streams run at once on one GHL client: the location's limiter
-# paces both. A crash loses only fetched, unstaged pages: the next call fetches them again from the staged cursor.
+# order with the cursor move in one rpc (compare-and-set on the staged cursor), the pages waiting in the queue
+# together when it fell behind. The fetcher thus runs up to PAGES_AHEAD pages ahead, so GHL's round trip and
+# the database's overlap; memory holds at most PAGES_AHEAD + 2 pages per stream. The kinds' streams run at once
+# on one GHL client: the location's limiter paces both. A crash loses only fetched, unstaged pages: the next
+# call fetches them again from the staged cursor.
 
-PAGES_AHEAD = 2
+PAGES_AHEAD = 3
 
 
 @dataclass
@@ -187,30 +188,52 @@ async def _pull_stream(repo, ghl, settings, batch_id: str, kind: str, state: dic
     fetcher = asyncio.create_task(_fetch_pages(ghl, settings, kind, state, since, queue, deadline))
     try:
         while True:
-            item = await queue.get()
-            if item is None:  # the deadline: the fetcher stopped between two requests
-                return
-            if isinstance(item, _Failed):  # what was fetched before the error is staged; now the error
-                raise item.error
-            result = await asyncio.to_thread(repo.stage_page, batch_id, kind, item.records, state, item.next_state,
-                                             item.done, item.warning)
-            run.batch = result["batch"]
-            if not result["advanced"]:
-                # Another worker moved this cursor (or the batch closed): it continues the pull.
-                run.warnings.append(f"{kind} pull continued by another worker")
-                return
-            run.pages += 1
-            run.staged += result["staged"]
-            state = result["state"]
-            if item.warning:
-                run.warnings.append(item.warning)
-                log.warning("import list ended short", extra={"fields": {"batch_id": batch_id,
-                                                                         "warning": item.warning}})
-            if item.done:
+            pages, end = await _take_pages(queue)
+            if pages:
+                last = pages[-1]
+                result = await asyncio.to_thread(
+                    repo.stage_page, batch_id, kind, [record for page in pages for record in page.records], state,
+                    last.next_state, last.done, last.warning, len(pages))
+                run.batch = result["batch"]
+                if not result["advanced"]:
+                    # Another worker moved this cursor (or the batch closed): it continues the pull.
+                    run.warnings.append(f"{kind} pull continued by another worker")
+                    return
+                run.pages += len(pages)
+                run.staged += result["staged"]
+                state = result["state"]
+                if last.warning:
+                    run.warnings.append(last.warning)
+                    log.warning("import list ended short", extra={"fields": {"batch_id": batch_id,
+                                                                             "warning": last.warning}})
+                if last.done:
+                    return
+            if isinstance(end, _Failed):  # what was fetched before the error is staged; now the error
+                raise end.error
+            if end is not None:  # the deadline: the fetcher stopped between two requests
                 return
     finally:
         fetcher.cancel()
         await asyncio.gather(fetcher, return_exceptions=True)
+
+
+_DEADLINE = object()
+
+
+async def _take_pages(queue: asyncio.Queue) -> tuple[list[_Page], object]:
+    """The next page and those already waiting behind it (a stager that fell behind the fetcher stages them in
+    one rpc), and what ended them: None (go on), _DEADLINE, or a _Failed."""
+    pages: list[_Page] = []
+    item = await queue.get()
+    while True:
+        if item is None:
+            return pages, _DEADLINE
+        if isinstance(item, _Failed):
+            return pages, item
+        pages.append(item)
+        if item.done or queue.empty():
+            return pages, None
+        item = queue.get_nowait()
 
 
 async def _fetch_pages(ghl, settings, kind: str, state: dict | None, since, queue: asyncio.Queue,

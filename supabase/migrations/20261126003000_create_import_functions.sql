@@ -113,9 +113,11 @@ $$;
 -- worker, stages nothing twice (ON CONFLICT on the batch's unique index) and never moves the cursor back.
 -- p_kind_done: this page was the kind's last; when every kind is done the pull is complete (total_records).
 -- p_warning: added to the batch's warnings with this page (a list that ended before GHL's total).
+-- p_pages: the GHL pages p_records came from (a pull that fell behind stages the pages waiting in one call).
 CREATE OR REPLACE FUNCTION public.stage_import_page(p_batch_id uuid, p_kind text, p_records jsonb,
                                                     p_expected_state jsonb, p_next_state jsonb,
-                                                    p_kind_done boolean, p_warning text DEFAULT NULL)
+                                                    p_kind_done boolean, p_warning text DEFAULT NULL,
+                                                    p_pages integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
 DECLARE
@@ -179,7 +181,7 @@ BEGIN
   v_state := v_batch.pull_state || jsonb_build_object(p_kind, p_next_state || jsonb_build_object(
     'done', p_kind_done,
     'staged', coalesce((v_batch.pull_state -> p_kind ->> 'staged')::integer, 0) + v_staged,
-    'pages', coalesce((v_batch.pull_state -> p_kind ->> 'pages')::integer, 0) + 1));
+    'pages', coalesce((v_batch.pull_state -> p_kind ->> 'pages')::integer, 0) + greatest(p_pages, 1)));
   -- A batch the portal created as 'pending' is being worked from its first staged page on.
   UPDATE ghl_import_batches SET pull_state = v_state, status = 'processing',
     warnings = CASE WHEN p_warning IS NULL THEN warnings ELSE warnings || to_jsonb(left(p_warning, 1000)) END,
@@ -491,7 +493,7 @@ END $$;
 REVOKE EXECUTE ON FUNCTION
   public.import_batch_summary(uuid), public.create_import_batch(text, text[], timestamptz, uuid),
   public.import_pull_context(uuid), public.fail_import_batch(uuid, text), public.list_open_import_batches(),
-  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean, text),
+  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean, text, integer),
   public.match_import_rows(uuid[], text, uuid),
   public.import_apply_contacts(uuid[], text, text, uuid, boolean),
   public.process_import_chunk(uuid, integer, boolean)
@@ -499,7 +501,7 @@ REVOKE EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
   public.import_batch_summary(uuid), public.create_import_batch(text, text[], timestamptz, uuid),
   public.import_pull_context(uuid), public.fail_import_batch(uuid, text), public.list_open_import_batches(),
-  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean, text),
+  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean, text, integer),
   public.match_import_rows(uuid[], text, uuid),
   public.import_apply_contacts(uuid[], text, text, uuid, boolean),
   public.process_import_chunk(uuid, integer, boolean)

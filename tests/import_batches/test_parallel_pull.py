@@ -239,3 +239,35 @@ def test_a_slow_and_a_failing_location_do_not_hold_the_others(import_location, g
     assert took < 4.0 + 2.0  # the deadline, plus the pages in flight at it
     for batch_id in batches.values():
         assert_counters_true(db, batch_id)
+
+
+class SlowRepo:
+    """The real repository behind a slow database: each stage call takes 0.25 s longer."""
+
+    def __init__(self, repo):
+        self._repo, self.stage_calls = repo, []
+
+    def __getattr__(self, name):
+        return getattr(self._repo, name)
+
+    def stage_page(self, batch_id, kind, records, *args, **kwargs):
+        time.sleep(0.25)
+        self.stage_calls.append(len(records))
+        return self._repo.stage_page(batch_id, kind, records, *args, **kwargs)
+
+
+def test_a_stager_that_falls_behind_stages_the_waiting_pages_in_one_call(import_location, ghl_sandbox, db, repo,
+                                                                         ghl_factory, settings):
+    location, _ = import_location("internal", latency_ms=5)
+    ghl_sandbox.seed(location.id, contacts=1000)
+    slow = SlowRepo(repo)
+
+    run = pull(slow, ghl_factory, settings, location.id, kinds=["contacts"])
+
+    assert run.batch["status"] == "completed" and run.pages == 10
+    assert sum(slow.stage_calls) == 1000 and len(slow.stage_calls) < 10
+    assert max(slow.stage_calls) <= 100 * PAGES_AHEAD
+    counts = assert_counters_true(db, run.batch["id"])
+    assert counts["pull_state"]["contacts"]["pages"] == 10 and counts["pull_state"]["contacts"]["staged"] == 1000
+    assert distinct_staged(db, run.batch["id"]) == (1000, 1000)
+    assert ghl_sandbox.stats(location.id)["requests"][SEARCH] == 10
