@@ -93,12 +93,10 @@ async def _advance_isolated(repo, ghl_factory: Callable, settings, batch_id: str
     except Exception as exc:  # noqa: BLE001 - one batch's failure must not lose the other batches' runs
         reason = exc.message if isinstance(exc, errors.BridgeError) else f"unexpected error ({type(exc).__name__})"
         log.exception("import batch not advanced", extra={"fields": {"batch_id": batch_id, "reason": reason}})
-        run = BatchRun(batch={"id": batch_id, "status": None, "processed_records": None, "error_count": None})
+        # The batch as it stands; if even that cannot be read, the database is down for every batch: raise.
+        summary = await asyncio.to_thread(repo.summary, batch_id)
+        run = BatchRun(batch=summary or {"id": batch_id})
         run.warnings.append(f"batch not advanced: {reason}")
-        try:
-            run.batch = await asyncio.to_thread(repo.summary, batch_id) or run.batch
-        except Exception:  # noqa: BLE001 - the database may be what failed; the warning says so
-            pass
         return run
 
 
@@ -131,7 +129,7 @@ async def _advance(repo, ghl_factory: Callable, settings, batch_id: str, deadlin
             # GHL unavailable or the daily budget spent: keep the cursors; the next call goes on from them.
             run.warnings.append(f"pull paused: {exc.message}")
             log.warning("import pull paused", extra={"fields": {"batch_id": batch_id, "reason": exc.message}})
-    await asyncio.to_thread(_process, repo, settings, batch_id, run, deadline)
+    await _process(repo, settings, batch_id, run, deadline)
     return run
 
 
@@ -278,9 +276,11 @@ async def _fetch_calls(ghl, settings, cursor: dict, since) -> _Page:
     return _Page(records, {"cursor": page.next_cursor, "read": read}, end.done, end.warning)
 
 
-def _process(repo, settings, batch_id: str, run: BatchRun, deadline: float) -> None:
+async def _process(repo, settings, batch_id: str, run: BatchRun, deadline: float) -> None:
     while _time_left(deadline):
-        result = repo.process_chunk(batch_id, settings.import_chunk_size, settings.import_create_unmatched_prospects)
+        # a thread per chunk, not per batch: batches processing at once share the thread pool with the pulls
+        result = await asyncio.to_thread(repo.process_chunk, batch_id, settings.import_chunk_size,
+                                         settings.import_create_unmatched_prospects)
         run.batch = result["batch"]
         if not result["claimed"]:
             return
