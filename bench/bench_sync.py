@@ -14,9 +14,10 @@ running:
    PostgREST write-back per prospect. The replaced system pushed every prospect that way one after the
    other, so its time for all 1,000 is computed from this measured location (printed as such).
 
-Floor: the rate limit's pace, prospects per location / (100 per 10 s) = 33.4 s for 334; the target is
-at most 1.1 x that floor. (The first 100 of each location may start at once, so a perfect run can
-even come in under the floor.)
+Floors, for the requests a location sent (its upserts plus the custom-field listing): the window floor,
+10 s x (ceil(N / 100) - 1) + one round trip (GHL's limit is a window: a fresh window's 100 may go at
+once), 30.15 s for 334 upserts + 1; target at most 1.1 x that floor. The even-rate floor (N / 10 per s)
+is printed too, for comparison with earlier figures.
 
 --quick: 3 x 110 prospects; the baseline runs 40 prospects and is extrapolated per prospect (printed).
 """
@@ -147,7 +148,8 @@ def main() -> None:
             contacts = sum(len(s["upserts_per_contact"]) for s in stats)
             rate = BURST / (WINDOW_MS / 1000)
             floor = max(per_location) / rate
-            burst_floor = (math.ceil(max(per_location) / BURST) - 1) * WINDOW_MS / 1000 + LATENCY_MS / 1000
+            sent = max(sum(s["requests"].values()) for s in stats)
+            burst_floor = (math.ceil(sent / BURST) - 1) * WINDOW_MS / 1000 + LATENCY_MS / 1000
 
             baseline_location = add_location(admin, db, baseline_measured, 390)
             print(f"ours done in {elapsed:.1f} s; running the baseline on {baseline_measured} prospects "
@@ -166,11 +168,14 @@ def main() -> None:
                 print(f"            {summary['location_id']}: due {summary['due']}, pushed {summary['pushed']} "
                       f"(created {summary['created']}, updated {summary['updated']}), failed {summary['failed']}, "
                       f"{summary['seconds']:.2f} s, status {summary['status']}")
-            print(f"floor     : {max(per_location)} prospects per location / {rate:g} per s = {floor:.2f} s "
-                  f"(target <= 1.1 x = {1.1 * floor:.2f} s); with the first burst of {BURST} free: "
-                  f"{burst_floor:.2f} s")
-            verdict = "MET" if elapsed <= 1.1 * floor else "MISSED"
-            print(f"ratio     : {elapsed / floor:.3f} x the floor -> target {verdict}")
+            print(f"floor     : window floor for the {sent} requests of the busiest location: {burst_floor:.2f} s "
+                  f"(target <= 1.1 x = {1.1 * burst_floor:.2f} s); even-rate floor {max(per_location)} / {rate:g} "
+                  f"per s = {floor:.2f} s")
+            verdict = "MET" if elapsed <= 1.1 * burst_floor else "MISSED"
+            slowest = max(s["seconds"] for s in summaries)
+            print(f"ratio     : wall {elapsed / burst_floor:.3f} x the window floor -> target {verdict}; slowest "
+                  f"location's own time {slowest / burst_floor:.3f} x; wall {elapsed / floor:.3f} x the even-rate "
+                  f"floor")
             print(f"checks    : pushed {pushed}/{total}, failed {failed}, not synced after the run {not_synced}, "
                   f"GHL contacts {contacts}, duplicate upserts {duplicates}, "
                   f"429s {sum(s['rate_limited_sent'] for s in stats)}, "

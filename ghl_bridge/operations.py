@@ -102,7 +102,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return ",".join(map(str, value))
+        return "; ".join(map(str, value)) if any(" " in str(item) for item in value) else ",".join(map(str, value))
     text = str(value)
     # ISO timestamps from PostgREST, to the second: 2026-11-27T00:11:46.836+00:00 -> 2026-11-27 00:11:46Z
     match = re.match(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:\+00:00|Z)$", text)
@@ -118,7 +118,7 @@ def _print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> 
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column in columns:
         # One line per row (ids are copied into the next command); only free text wraps.
-        wraps = column in ("error", "failure_reason")
+        wraps = column in ("error", "failure_reason", "warnings")
         table.add_column(HEADERS.get(column, column), no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
@@ -191,7 +191,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 # ---- import ---------------------------------------------------------------------------------------
 
 BATCH_COLUMNS = ["id", "location_id", "status", "kinds", "total_records", "staged_records", "processed_records",
-                 "error_count", "completed_at", "failure_reason"]  # --json has every field
+                 "error_count", "completed_at", "failure_reason", "warnings"]  # --json has every field
 OPEN = ("pending", "processing")
 
 

@@ -87,7 +87,8 @@ class SandboxAdmin:
 
     def set_faults(self, location_id: str, **faults) -> dict:
         """error_count/error_rate/error_status, hang_count/hang_rate/hang_seconds,
-        rate_limit_count/rate_limit_rate/retry_after_seconds, only_paths. Replaces earlier faults."""
+        rate_limit_count/rate_limit_rate/retry_after_seconds, only_paths, total_extra (lists report that many
+        more in `total` than they hold). Replaces earlier faults."""
         return self._call("PUT", f"/locations/{location_id}/faults", faults)
 
     def clear_faults(self, location_id: str) -> dict:

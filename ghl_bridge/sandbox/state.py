@@ -156,6 +156,9 @@ class Faults:
     rate_limit_rate: float = 0.0
     retry_after_seconds: float | None = None  # sent with injected 429s when set
     only_paths: list[str] = field(default_factory=list)  # path prefixes the faults apply to (empty: all)
+    # contacts search and calls export report this many more in `total` than match (a list that ends short,
+    # as when records are deleted mid-pull or GHL's index lags)
+    total_extra: int = 0
 
     def applies_to(self, path: str) -> bool:
         return not self.only_paths or any(path.startswith(prefix) for prefix in self.only_paths)
@@ -425,7 +428,7 @@ class Location:
                     400, f"page numbers are limited to the first {MAX_PAGE_RECORDS} records: use searchAfter")
         keys = matches[start:start + page_limit]
         contacts = [self.render_contact(self.contacts[key[1]], with_search_after=True) for key in keys]
-        return {"contacts": contacts, "total": len(matches)}
+        return {"contacts": contacts, "total": len(matches) + self.faults.total_extra}
 
     def _filtered(self, filters: list) -> list[tuple[int, str]]:
         if not filters:
@@ -579,7 +582,7 @@ class Location:
         if position + limit < len(keys) and page:
             next_cursor = encode_cursor({"lastSort": page[-1][0], "lastId": page[-1][1]})
         messages = [{k: v for k, v in self.messages[mid].items() if not k.startswith("_")} for _, mid in page]
-        return {"messages": messages, "nextCursor": next_cursor, "total": len(keys)}
+        return {"messages": messages, "nextCursor": next_cursor, "total": len(keys) + self.faults.total_extra}
 
     # ---- reset ----
 

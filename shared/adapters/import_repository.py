@@ -25,12 +25,16 @@ class ImportRepository:
         return call_rpc(self._client, "import_pull_context", {"p_batch_id": batch_id})
 
     def stage_page(self, batch_id: str, kind: str, records: list[dict[str, Any]], expected_state: dict | None,
-                   next_state: dict, kind_done: bool) -> dict[str, Any]:
-        """Stage one page and move the kind's cursor (only if it still is expected_state): {advanced, staged,
-        state, batch}."""
-        return call_rpc(self._client, "stage_import_page", {
-            "p_batch_id": batch_id, "p_kind": kind, "p_records": records, "p_expected_state": expected_state,
-            "p_next_state": next_state, "p_kind_done": kind_done})
+                   next_state: dict, kind_done: bool, warning: str | None = None, pages: int = 1) -> dict[str, Any]:
+        """Stage one page (or `pages` GHL pages' records) and move the kind's cursor (only if it still is
+        expected_state): {advanced, staged, state, batch}. `warning` is added to the batch's warnings."""
+        params = {"p_batch_id": batch_id, "p_kind": kind, "p_records": records, "p_expected_state": expected_state,
+                  "p_next_state": next_state, "p_kind_done": kind_done}
+        if warning is not None:
+            params["p_warning"] = warning
+        if pages != 1:
+            params["p_pages"] = pages
+        return call_rpc(self._client, "stage_import_page", params)
 
     def process_chunk(self, batch_id: str, limit: int, create_unmatched: bool) -> dict[str, Any]:
         """Claim, match and apply up to `limit` open rows: {claimed, imported, skipped, errors, batch}."""

@@ -11,6 +11,10 @@ GHL limits each location to a burst of `X-RateLimit-Max` requests per `X-RateLim
   the real limits; from then on every response re-reads them (limits differ per location);
 - trusts the server when it says fewer requests remain than we counted (another worker or token
   spends the same location's budget): the difference is added to the window as "phantom" starts;
+- trusts the server when it says more remain than our log allows (its window counted our requests
+  earlier than their answers, or it has just opened a fresh window): that many requests, less those
+  it cannot have counted yet, may start at once ("credit"), so a fresh window's whole allowance is
+  spent as soon as the headers show it, not when our more cautious log would free it;
 - after a 429 waits as long as a Retry-After header says, or (GHL documents none) counts the
   window as full, so callers wait until it frees;
 - estimates the daily remainder from X-RateLimit-Daily-Remaining minus what was sent since, and
@@ -98,7 +102,12 @@ class LocationRateLimiter:
         # arrived: the server counted it at some moment in between, and the answer's arrival is the
         # latest that moment can be, so the window holds even when the server queues requests.
         self._in_flight = 0
+        self._in_flight_seqs: set[int] = set()
         self._holds: list[float] = []  # sorted: answer times of our requests, plus phantoms
+        # Starts the server's latest report still allows beyond our own log (see observe), until when.
+        self._credit = 0
+        self._credit_seq = 0
+        self._credit_until = 0.0
         self._seq = 0
         self._blocked_until = 0.0
         self._calibrated = not probe_first
@@ -109,6 +118,7 @@ class LocationRateLimiter:
         self.sent = 0
         self.rate_limited = 0
         self.phantom_starts = 0
+        self.credit_starts = 0  # starts the server's report allowed before our own log would have
 
     # ---- the window ------------------------------------------------------------------------------
 
@@ -171,16 +181,26 @@ class LocationRateLimiter:
                         details={"location_id": self.location_id, "daily_remaining": estimate,
                                  "daily_reserve": daily_reserve})
                 wait = self._wait_seconds(now)
+                if wait > 0 and self._credit_usable(now):
+                    wait = 0.0
+                    self.credit_starts += 1
                 if wait <= 0:
                     self._seq += 1
                     self.sent += 1
                     self._in_flight += 1
+                    self._in_flight_seqs.add(self._seq)
+                    self._credit = max(0, self._credit - 1)  # every start spends the server's allowance
                     return Permit(seq=self._seq, started_at=now)
             # Real time on purpose (not the client's injectable sleep): the window is measured in real time.
             await asyncio.sleep(wait)
 
-    def _close(self, now: float) -> None:
+    def _credit_usable(self, now: float) -> bool:
+        return (self._credit > 0 and self._calibrated and now < self._credit_until and now >= self._blocked_until
+                and self._in_flight < self.max_requests)
+
+    def _close(self, now: float, seq: int) -> None:
         self._in_flight = max(0, self._in_flight - 1)
+        self._in_flight_seqs.discard(seq)
         bisect.insort(self._holds, now)
 
     def observe(self, permit: Permit, headers: Mapping[str, str], status_code: int) -> RateLimitHeaders:
@@ -188,7 +208,7 @@ class LocationRateLimiter:
         reported = RateLimitHeaders.parse(headers)
         with self._lock:
             now = self._clock()
-            self._close(now)
+            self._close(now, permit.seq)
             self._calibrated = True
             if reported.max_requests and reported.max_requests > 0:
                 self.max_requests = reported.max_requests
@@ -200,6 +220,7 @@ class LocationRateLimiter:
                 self.daily_limit = reported.daily_limit
             if status_code == 429:
                 self.rate_limited += 1
+                self._credit = 0
                 if reported.retry_after_seconds is not None:  # the server says how long: believe it
                     self._blocked_until = max(self._blocked_until, now + reported.retry_after_seconds)
                     server_used = None
@@ -207,6 +228,14 @@ class LocationRateLimiter:
                     server_used = self.max_requests + 1
             elif reported.remaining is not None:
                 server_used = self.max_requests - reported.remaining  # counts this request
+                if permit.seq >= self._credit_seq:
+                    # What the server still allows, less what it cannot have counted yet: every request
+                    # started after this one, and those started before it that are still unanswered.
+                    uncounted = (self._seq - permit.seq) + sum(1 for seq in self._in_flight_seqs if seq < permit.seq)
+                    self._credit = max(0, reported.remaining - uncounted)
+                    self._credit_seq = permit.seq
+                    # Spent at once or not at all: an older report says less about the window as it moves.
+                    self._credit_until = now + min(1.0, self.interval_seconds / 10)
             else:
                 server_used = None
             if server_used is not None:
@@ -223,7 +252,7 @@ class LocationRateLimiter:
     def observe_failure(self, permit: Permit) -> None:
         """No answer came (timeout, connection error, cancelled): the server may still have counted it."""
         with self._lock:
-            self._close(self._clock())
+            self._close(self._clock(), permit.seq)
 
     def block_for(self, seconds: float) -> None:
         with self._lock:
@@ -243,6 +272,7 @@ class LocationRateLimiter:
                 "sent": self.sent,
                 "rate_limited": self.rate_limited,
                 "phantom_starts": self.phantom_starts,
+                "credit_starts": self.credit_starts,
             }
 
 

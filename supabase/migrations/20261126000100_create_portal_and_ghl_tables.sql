@@ -142,6 +142,8 @@ CREATE TABLE public.ghl_import_batches (
   pull_completed_at timestamptz,
   failure_reason text,
   updated_at timestamptz DEFAULT now(),
+  -- what the pull noticed but did not fail on (a list that ended before GHL's total), newest last
+  warnings jsonb NOT NULL DEFAULT '[]'::jsonb,
   CONSTRAINT ghl_import_batches_status_check CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
   CONSTRAINT ghl_import_batches_kinds_check CHECK (kinds <@ ARRAY['contacts', 'calls']::text[])
 );

@@ -18,9 +18,11 @@
 -- ---------------------------------------------------------------------------------------------
 
 ALTER TABLE public.ghl_import_staging
-  -- the claim order: contacts are pulled (and so staged) before calls, so they are processed first
+  -- the claim order within a kind (contacts and calls are pulled at once; process_import_chunk takes calls only
+  -- once every contact of the batch is staged and processed)
   ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY,
-  -- match keys, computed when staged (contacts: their own; calls: the contact's, from the staged contact)
+  -- match keys, computed when staged (contacts: their own; calls: the contact's, from the staged contact, filled
+  -- again when the call is processed in case the call was staged before its contact)
   ADD COLUMN ghl_contact_id text,
   ADD COLUMN phone_e164 text,
   ADD COLUMN email_normalized text,
@@ -51,7 +53,7 @@ LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
                       + coalesce((b.pull_state -> 'calls' ->> 'staged')::integer, 0),
     'processed_records', b.processed_records, 'error_count', b.error_count,
     'pull_completed_at', b.pull_completed_at, 'completed_at', b.completed_at,
-    'failure_reason', b.failure_reason, 'created_at', b.created_at)
+    'failure_reason', b.failure_reason, 'warnings', b.warnings, 'created_at', b.created_at)
   FROM ghl_import_batches b WHERE b.id = p_batch_id
 $$;
 
@@ -110,9 +112,13 @@ $$;
 -- transaction, only if the cursor still is p_expected_state: a page re-pulled after a crash, or by a second
 -- worker, stages nothing twice (ON CONFLICT on the batch's unique index) and never moves the cursor back.
 -- p_kind_done: this page was the kind's last; when every kind is done the pull is complete (total_records).
+-- p_warning: added to the batch's warnings with this page (a list that ended before GHL's total).
+-- p_pages: the GHL pages p_records came from (a pull that fell behind stages the pages waiting in one call).
 CREATE OR REPLACE FUNCTION public.stage_import_page(p_batch_id uuid, p_kind text, p_records jsonb,
                                                     p_expected_state jsonb, p_next_state jsonb,
-                                                    p_kind_done boolean) RETURNS jsonb
+                                                    p_kind_done boolean, p_warning text DEFAULT NULL,
+                                                    p_pages integer DEFAULT 1)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
 DECLARE
   v_batch ghl_import_batches%ROWTYPE;
@@ -175,9 +181,10 @@ BEGIN
   v_state := v_batch.pull_state || jsonb_build_object(p_kind, p_next_state || jsonb_build_object(
     'done', p_kind_done,
     'staged', coalesce((v_batch.pull_state -> p_kind ->> 'staged')::integer, 0) + v_staged,
-    'pages', coalesce((v_batch.pull_state -> p_kind ->> 'pages')::integer, 0) + 1));
+    'pages', coalesce((v_batch.pull_state -> p_kind ->> 'pages')::integer, 0) + greatest(p_pages, 1)));
   -- A batch the portal created as 'pending' is being worked from its first staged page on.
   UPDATE ghl_import_batches SET pull_state = v_state, status = 'processing',
+    warnings = CASE WHEN p_warning IS NULL THEN warnings ELSE warnings || to_jsonb(left(p_warning, 1000)) END,
     pull_completed_at = CASE WHEN NOT EXISTS (
       SELECT 1 FROM unnest(v_batch.kinds) AS k WHERE (v_state -> k ->> 'done') IS DISTINCT FROM 'true')
       THEN now() END,
@@ -359,6 +366,7 @@ DECLARE
   v_errors integer;
   v_imported integer;
   v_skipped integer;
+  v_calls_ready boolean;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 THEN
     RAISE EXCEPTION 'limit must be at least 1, not %', p_limit USING ERRCODE = 'invalid_parameter_value';
@@ -377,8 +385,15 @@ BEGIN
       format('no active GHL integration for location %s', v_batch.location_id)));
   END IF;
 
+  -- Contacts and calls are pulled at once, so their rows interleave: calls wait until every contact of the
+  -- batch is staged and processed (a call then links to what its contact's import made of it).
+  v_calls_ready := NOT ('contacts' = ANY (v_batch.kinds))
+    OR ((v_batch.pull_state -> 'contacts' ->> 'done') = 'true'
+        AND NOT EXISTS (SELECT 1 FROM ghl_import_staging WHERE batch_id = p_batch_id AND record_kind = 'contact'
+                          AND status IN ('pending', 'matched')));
   v_ids := ARRAY(SELECT id FROM ghl_import_staging
                  WHERE batch_id = p_batch_id AND status IN ('pending', 'matched')
+                   AND (record_kind = 'contact' OR v_calls_ready)
                  ORDER BY seq LIMIT p_limit FOR UPDATE SKIP LOCKED);
 
   IF cardinality(v_ids) > 0 THEN
@@ -392,6 +407,14 @@ BEGIN
     WHERE id = ANY (v_ids) AND CASE record_kind
       WHEN 'contact' THEN jsonb_typeof(raw_data) <> 'object' OR coalesce(external_id, '') = ''
       ELSE prepare_error IS NOT NULL OR jsonb_typeof(call_payload) IS DISTINCT FROM 'object' END;
+
+    -- A call staged before its contact has no keys from it yet: take them now (as staging would have).
+    UPDATE ghl_import_staging s SET phone_e164 = coalesce(c.phone_e164, s.phone_e164),
+                                    email_normalized = coalesce(c.email_normalized, s.email_normalized)
+    FROM ghl_import_staging c
+    WHERE s.id = ANY (v_ids) AND s.record_kind = 'call' AND s.status = 'pending'
+      AND c.batch_id = p_batch_id AND c.record_kind = 'contact' AND c.external_id = s.ghl_contact_id
+      AND (c.phone_e164 IS NOT NULL OR c.email_normalized IS NOT NULL);
 
     PERFORM match_import_rows(v_ids, v_type, v_client);
 
@@ -470,7 +493,7 @@ END $$;
 REVOKE EXECUTE ON FUNCTION
   public.import_batch_summary(uuid), public.create_import_batch(text, text[], timestamptz, uuid),
   public.import_pull_context(uuid), public.fail_import_batch(uuid, text), public.list_open_import_batches(),
-  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean),
+  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean, text, integer),
   public.match_import_rows(uuid[], text, uuid),
   public.import_apply_contacts(uuid[], text, text, uuid, boolean),
   public.process_import_chunk(uuid, integer, boolean)
@@ -478,7 +501,7 @@ REVOKE EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
   public.import_batch_summary(uuid), public.create_import_batch(text, text[], timestamptz, uuid),
   public.import_pull_context(uuid), public.fail_import_batch(uuid, text), public.list_open_import_batches(),
-  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean),
+  public.stage_import_page(uuid, text, jsonb, jsonb, jsonb, boolean, text, integer),
   public.match_import_rows(uuid[], text, uuid),
   public.import_apply_contacts(uuid[], text, text, uuid, boolean),
   public.process_import_chunk(uuid, integer, boolean)

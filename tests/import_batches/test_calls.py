@@ -65,7 +65,9 @@ def test_calls_link_through_the_staged_contact_and_voicemail_drops_are_left_out(
 
     rows = staged(db, run.batch["id"])
     assert drop["id"] not in rows
-    assert rows[answered["id"]]["match_rule"] == "phone"
+    # calls are processed after the batch's contacts: the contact (matched by phone) gave the portal contact
+    # its GHL id, and the call links to it by that id
+    assert rows[answered["id"]]["match_rule"] == "ghl_contact_id"
     assert str(rows[answered["id"]]["matched_contact_id"]) == portal_contact
     assert rows[unknown_contact["id"]]["status"] == "imported"  # a call is kept even when nobody matches
     calls = {r["external_call_id"]: r for r in db.execute(

@@ -42,25 +42,32 @@ class CrashingRepo:
 
 def test_a_pull_cut_by_its_deadline_and_by_a_crash_resumes_from_its_cursor(import_location, ghl_sandbox, db, repo,
                                                                              ghl_factory, settings):
+    from shared.services.import_batches import PAGES_AHEAD
+
     location, _ = import_location("internal", latency_ms=60)
     seeded = ghl_sandbox.seed(location.id, contacts=1050, calls=230)
     expected_total = 1050 + seeded["calls"]
+    export_pages = -(-(seeded["calls"] + seeded["voicemails"]) // 100)
 
-    # 1. a deadline that leaves time for a few pages only
+    # 1. a deadline that leaves time for a few pages only (both kinds are pulled at once)
     run = pull(repo, ghl_factory, settings, location.id, deadline=time.monotonic() + 0.35)
     batch_id = run.batch["id"]
     first = assert_counters_true(db, batch_id)
     assert first["pull_completed_at"] is None and first["status"] == "processing"
-    assert 0 < first["staged"] < 1050 and first["staged"] % 100 == 0
-    cursor = first["pull_state"]["contacts"]["search_after"]
-    assert cursor and first["pull_state"]["contacts"]["done"] is False
-    searches_before = ghl_sandbox.stats(location.id)["requests"][SEARCH]
+    contacts = first["pull_state"]["contacts"]
+    assert 0 < contacts["staged"] < 1050 and contacts["staged"] % 100 == 0
+    assert contacts["search_after"] and contacts["done"] is False
+    # a deadline loses nothing: every page fetched before it was staged
+    stats = ghl_sandbox.stats(location.id)["requests"]
+    assert stats[SEARCH] == contacts["pages"] and stats[EXPORT] == first["pull_state"]["calls"]["pages"]
 
-    # 2. the next worker dies after fetching its second page, before staging it
+    # 2. the next worker dies before staging its second page (fetched; others may be fetched ahead of it)
     with pytest.raises(CrashBeforeStaging):
         advance_batch(CrashingRepo(repo, crash_at_page=2), ghl_factory, settings, batch_id, deadline=far_deadline())
     second = assert_counters_true(db, batch_id)
-    assert second["staged"] == first["staged"] + 100 and second["pull_completed_at"] is None
+    assert second["pull_completed_at"] is None
+    assert second["pull_state"]["contacts"]["pages"] + second["pull_state"]["calls"]["pages"] == \
+        contacts["pages"] + first["pull_state"]["calls"]["pages"] + 1
 
     # 3. a scheduler's process call finishes the pull and the batch
     run = advance_batch(repo, ghl_factory, settings, batch_id, deadline=far_deadline())
@@ -70,12 +77,12 @@ def test_a_pull_cut_by_its_deadline_and_by_a_crash_resumes_from_its_cursor(impor
     assert final["processed_records"] == expected_total
     assert db.execute("SELECT count(DISTINCT (record_kind, external_id)) AS n FROM ghl_import_staging "
                       "WHERE batch_id = %s", (batch_id,)).fetchone()["n"] == expected_total
-    # the pull never went back to the start: every page fetched once, plus the one the crash lost
+    # the pull never went back to the start: every page fetched once, plus those the crash lost (at most the
+    # pages each stream had fetched ahead of its stager)
     stats = ghl_sandbox.stats(location.id)["requests"]
-    assert stats[SEARCH] == 11 + 1
-    assert stats[SEARCH] - searches_before == 11 + 1 - first["staged"] // 100
+    assert 11 < stats[SEARCH] + stats[EXPORT] - export_pages <= 11 + 2 * (PAGES_AHEAD + 2)
     # the export pages over calls and voicemail drops alike (the drops are left out after reading)
-    assert stats[EXPORT] == -(-(seeded["calls"] + seeded["voicemails"]) // 100)
+    assert stats[EXPORT] >= export_pages and stats[SEARCH] >= 11
 
 
 def stage_directly(db, batch_id, kind, records):
