@@ -24,7 +24,7 @@ def handle(request):
         "ghl_contact_id": fields.get("contactId"),
         "direction": fields.get("direction"),
         "from_number": fields.get("from"),
-        "to_number": "+1" + "".join(c for c in to if c.isdigit()) if to else None,
+        "to_number": to if not to or to.startswith("+") else "+1" + "".join(c for c in to if c.isdigit()),
         "call_status": fields.get("callStatus"),
         "duration_seconds": fields.get("duration"),
         "started_at": fields.get("callStartTime"),

@@ -275,3 +275,30 @@ def test_psql_migrations_apply_each_file_once_and_record_it(tmp_path, bin_dirs, 
         assert second.returncode == 0 and "applied 0 migration(s)" in second.stderr
     finally:
         database.drop_database(server, name)
+
+
+def test_the_webhook_gets_its_concurrency_cpu_min_instances_and_matching_threads(tmp_path, bin_dirs):
+    """Cloud Functions 2nd gen: the webhook serves WEBHOOK_CONCURRENCY requests per instance with as many
+    gunicorn threads (THREADS), on WEBHOOK_CPU vCPUs, WEBHOOK_MIN_INSTANCES kept warm (default 0)."""
+    from ghl_bridge.stack.stack import WEBHOOK_CONCURRENCY_DEFAULT
+
+    result = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations")
+    assert result.returncode == 0, result.stderr
+    webhook, *others = _commands(result.stdout, "+ gcloud functions deploy ")
+    concurrency = WEBHOOK_CONCURRENCY_DEFAULT  # the local stack serves the webhook with the same threads
+    for flag in (f"--concurrency={concurrency}", "--cpu=1", "--min-instances=0", f"THREADS={concurrency}"):
+        assert flag in webhook, (flag, webhook)
+    for line in others:  # the scheduler-facing functions keep the platform's defaults (one request at a time)
+        assert "--concurrency" not in line and "--min-instances" not in line and "THREADS=" not in line
+
+    tuned = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations",
+                 env={"WEBHOOK_CONCURRENCY": "40", "WEBHOOK_CPU": "2", "WEBHOOK_MIN_INSTANCES": "1"})
+    assert tuned.returncode == 0, tuned.stderr
+    webhook = _commands(tuned.stdout, "+ gcloud functions deploy ")[0]
+    for flag in ("--concurrency=40", "--cpu=2", "--min-instances=1", "THREADS=40"):
+        assert flag in webhook, (flag, webhook)
+
+    for wrong in ({"WEBHOOK_CONCURRENCY": "many"}, {"WEBHOOK_CONCURRENCY": "8", "WEBHOOK_CPU": "0.5"},
+                  {"WEBHOOK_MIN_INSTANCES": "-1"}, {"WEBHOOK_CONCURRENCY": "1001"}):
+        refused = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env=wrong)
+        assert refused.returncode == 2 and "WEBHOOK_CONCURRENCY" in refused.stderr, (wrong, refused.stderr)
