@@ -199,7 +199,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert [c["args"][2] for c in deploys] == list(FUNCTIONS)
     webhook_env = deploys[0]["flags_file"]["--set-env-vars"]
     assert webhook_env == {"SUPABASE_URL": "https://abcd.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
-                           "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET}
+                           "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET, "THREADS": "16"}
     assert deploys[1]["flags_file"]["--set-env-vars"]["SCHEDULER_SECRET"] == SCHEDULER_SECRET
     creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
     assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool"]
