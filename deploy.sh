@@ -44,6 +44,7 @@
 #                               otherwise); forced to false when no S3 store is configured at all
 #   SCHEDULER_LOCATION          $GCP_REGION     SCHEDULER_TIME_ZONE  Etc/UTC
 #   FUNCTION_MEMORY             512Mi           FUNCTION_SERVICE_ACCOUNT  (the runtime's default)
+#   WEBHOOK_CONCURRENCY         16              WEBHOOK_CPU  1      WEBHOOK_MIN_INSTANCES  0   (ghl-call-webhook)
 #   BUILD_DIR                   build           PYTHON  python3 (3.11+, standard library only)
 #   Passed to the functions when set: GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
 #   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
@@ -72,6 +73,11 @@ RECORDINGS_ENABLED="${RECORDINGS_ENABLED:-true}"
 SCHEDULER_TIME_ZONE="${SCHEDULER_TIME_ZONE:-Etc/UTC}"
 FUNCTION_MEMORY="${FUNCTION_MEMORY:-512Mi}"
 FUNCTION_SERVICE_ACCOUNT="${FUNCTION_SERVICE_ACCOUNT:-}"
+# ghl-call-webhook: requests one instance serves at once (its gunicorn THREADS are set to the same number), its
+# vCPUs (a concurrency above 1 needs at least 1), instances kept warm (each one is billed all day: docs/deploy.md)
+WEBHOOK_CONCURRENCY="${WEBHOOK_CONCURRENCY:-16}"
+WEBHOOK_CPU="${WEBHOOK_CPU:-1}"
+WEBHOOK_MIN_INSTANCES="${WEBHOOK_MIN_INSTANCES:-0}"
 BUILD_DIR="${BUILD_DIR:-build}"
 PYTHON="${PYTHON:-python3}"
 PASSTHROUGH_VARS=(GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
@@ -193,6 +199,11 @@ check_requirements() {
     esac
   fi
   command -v "$PYTHON" >/dev/null || missing_tools+=("$PYTHON (Python 3.11+, for the build step; set PYTHON to another interpreter)")
+  if [[ ! $WEBHOOK_CONCURRENCY =~ ^[1-9][0-9]*$ || ! $WEBHOOK_MIN_INSTANCES =~ ^[0-9]+$ || ! $WEBHOOK_CPU =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    problems+=("WEBHOOK_CONCURRENCY (1-1000), WEBHOOK_CPU (vCPUs) and WEBHOOK_MIN_INSTANCES (0 or more) must be numbers")
+  elif (( WEBHOOK_CONCURRENCY > 1000 || (WEBHOOK_CONCURRENCY > 1 && ${WEBHOOK_CPU%%.*} < 1) )); then
+    problems+=("WEBHOOK_CONCURRENCY must be 1-1000, and above 1 it needs WEBHOOK_CPU of at least 1")
+  fi
   (( ${#missing_vars[@]} )) && problems+=("missing variable(s): ${missing_vars[*]} (see docs/deploy.md)")
   (( ${#missing_tools[@]} )) && problems+=("missing tool(s): $(IFS=,; printf '%s' "${missing_tools[*]}" | sed 's/,/, /g')")
   if (( ${#problems[@]} )); then
@@ -454,6 +465,8 @@ deploy_function() {
     # GHL cannot send Google identity tokens; every function checks its own secret instead.
     --allow-unauthenticated --timeout="$timeout" --memory="$FUNCTION_MEMORY" --quiet)
   [[ -n $FUNCTION_SERVICE_ACCOUNT ]] && args+=(--run-service-account="$FUNCTION_SERVICE_ACCOUNT")
+  [[ $name == ghl-call-webhook ]] && args+=(--concurrency="$WEBHOOK_CONCURRENCY" --cpu="$WEBHOOK_CPU"
+    --min-instances="$WEBHOOK_MIN_INSTANCES")
   if [[ $SECRETS_SOURCE == secret-manager ]]; then
     local refs=() secret
     for secret in $secrets; do refs+=("$secret=$(secret_ref "$secret"):latest"); done
@@ -464,6 +477,8 @@ deploy_function() {
   local env_lines flags_file shown json="" key value
   env_lines=$(function_env "$secrets")
   [[ $name == process-ghl-import ]] && env_lines+=$'\n'"RECORDINGS_ENABLED=$RECORDINGS_ENABLED"
+  # Python serves concurrent requests with threads: as many as the instance may be sent (Cloud Functions' advice).
+  [[ $name == ghl-call-webhook ]] && env_lines+=$'\n'"THREADS=$WEBHOOK_CONCURRENCY"
   flags_file="$PRIVATE_DIR/$name.flags.json"
   shown="--set-env-vars=$(paste -sd, <<<"$env_lines")"
   while IFS= read -r line; do

@@ -8,13 +8,17 @@ For each artifact it prints (medians over --runs fresh processes):
   first req   process start -> first answered *real* request against a local stack (lazy imports, settings,
               the Supabase client and the database round trips of a first call)
   warm req    the same request again on the warm process
-and, measured in the same run as the baseline: a bare interpreter (`python -c pass`), `import
-functions_framework`, and a hello-world function under functions-framework (listening and first request).
+and, measured in the same run as the baselines: a bare interpreter (`python -c pass`), `import
+functions_framework`, a hello-world function under functions-framework (listening and first request), and
+the webhook's reference handler (bench/reference_webhook: functions-framework + the same supabase client + one
+`ingest_call_event` rpc, nothing else), the floor of the webhook's own design, built like an artifact.
 
 Then the heaviest imports on each path, from `python -X importtime` (one run each): the module-import path
 (`import main`) and the first-request path (what the handler imports lazily on its first call).
 
-Usage: .venv/bin/python bench/bench_cold_start.py [--runs 5] [--venv DIR]
+Target: the webhook's first real request at most 1.5x the hello-world function's, in the same run.
+
+Usage: .venv/bin/python bench/bench_cold_start.py [--runs 5] [--venv DIR] [--only ghl-call-webhook]
 Needs DATABASE_URL (a PostgreSQL server; the bench's stack creates and drops a database of its own) or runs
 an embedded PostgreSQL in a temporary folder. --venv reuses a venv (created there when missing).
 """
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,10 +46,14 @@ import psycopg  # noqa: E402
 from ghl_bridge import build  # noqa: E402
 from ghl_bridge.stack.processes import free_port  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_webhook import cpu_seconds  # noqa: E402
+
 WEBHOOK_SECRET = "bench-webhook-" + uuid.uuid4().hex
 SCHEDULER_SECRET = "bench-scheduler-" + uuid.uuid4().hex
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks" / "call-completed.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "webhooks" / "call-completed.json"
 HELLO = "def handle(request):\n    return 'ok'\n"
+REFERENCE = "reference handler (floor)"
 
 
 def ensure_venv(venv: Path, requirements: Path) -> Path:
@@ -88,8 +97,9 @@ def time_bare(python: Path, env: dict) -> float:
     return time.perf_counter() - started
 
 
-def cold_start(venv: Path, folder: Path, env: dict, request) -> tuple[float, float, float, float]:
-    """(listening, first real request, its own latency, warm latency), seconds since process start."""
+def cold_start(venv: Path, folder: Path, env: dict, request) -> tuple[float, float, float, float, float]:
+    """(listening, first real request, its own latency, warm latency, CPU seconds of the process up to the first
+    real answer), seconds since process start. The CPU time is the steadier figure on a busy machine."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tempfile.TemporaryFile()
@@ -113,10 +123,11 @@ def cold_start(venv: Path, folder: Path, env: dict, request) -> tuple[float, flo
             request(client, url)
             first = time.perf_counter() - started
             first_latency = time.perf_counter() - before
+            cpu = cpu_seconds(process.pid)
             before = time.perf_counter()
             request(client, url)
             warm = time.perf_counter() - before
-        return listening, first, first_latency, warm
+        return listening, first, first_latency, warm, cpu
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -212,7 +223,7 @@ def make_requests(info: dict) -> dict:
         assert client.get(url).status_code == 200
 
     return {"ghl-call-webhook": webhook, "sync-prospects-to-ghl": sync, "process-ghl-import": process,
-            "hello-world (baseline)": hello}
+            "hello-world (baseline)": hello, REFERENCE: webhook}
 
 
 def first_request_code(name: str, info: dict) -> str:
@@ -236,10 +247,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--venv", type=Path, help="a venv to (re)use; default: a new one in a temporary folder")
+    parser.add_argument("--only", action="append", metavar="FUNCTION",
+                        help="measure only this function (repeatable); the hello-world baseline always runs")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-cold-start-"))
     artifacts = build.build_all(work / "artifacts")
+    if args.only:
+        artifacts = {name: folder for name, folder in artifacts.items() if name in args.only}
     hello = work / "artifacts" / "hello-world (baseline)"
     hello.mkdir()
     (hello / "main.py").write_text(HELLO)
@@ -254,28 +269,45 @@ def main() -> int:
                                "LOG_LEVEL": "WARNING"})
         requests = make_requests(info)
         folders = {**artifacts, hello.name: hello}
+        if "ghl-call-webhook" in artifacts:  # the reference handler, packaged like the webhook's artifact
+            reference = work / "artifacts" / REFERENCE
+            shutil.copytree(artifacts["ghl-call-webhook"], reference)
+            shutil.copy(Path(__file__).resolve().parent / "reference_webhook" / "main.py", reference / "main.py")
+            folders[REFERENCE] = reference
 
         print(f"cold start, medians of {args.runs} fresh processes each (clean venv {venv}, {os.cpu_count()} cores, "
               "shared machine: noisy)")
         bare = [time_bare(python, env) for _ in range(args.runs)]
         framework = [time_import(python, hello, env, "functions_framework") for _ in range(args.runs)]
         # What the adapter's client costs on top of what every function has loaded by then (pydantic, httpx).
-        loaded = "import pydantic, pydantic_settings, httpx"
+        loaded = "import pydantic, httpx"
         supabase = [time_import(python, hello, env, "supabase", loaded) for _ in range(args.runs)]
         postgrest = [time_import(python, hello, env, "postgrest", loaded) for _ in range(args.runs)]
         print(f"baseline: python -c pass {median_ms(bare):.0f} ms (whole process); "
               f"import functions_framework {median_ms(framework):.0f} ms; "
               f"with pydantic+httpx loaded: import supabase {median_ms(supabase):.0f} ms, "
               f"its postgrest client alone {median_ms(postgrest):.0f} ms")
-        header = f"{'function':<24} {'import main':>12} {'listening':>10} {'first req':>10} {'(its latency)':>14} {'warm req':>9}"
+        header = (f"{'function':<26} {'import main':>12} {'listening':>10} {'first req':>10} {'(its latency)':>14} "
+                  f"{'warm req':>9} {'CPU to first req':>17}")
         print(header)
         print("-" * len(header))
+        firsts, cpus = {}, {}
         for name, folder in folders.items():
             imports = [time_import(python, folder, env) for _ in range(args.runs)]
             starts = [cold_start(venv, folder, env, requests[name]) for _ in range(args.runs)]
-            listening, first, latency, warm = (median_ms([s[i] for s in starts]) for i in range(4))
-            print(f"{name:<24} {median_ms(imports):>9.0f} ms {listening:>7.0f} ms {first:>7.0f} ms "
-                  f"{latency:>11.0f} ms {warm:>6.1f} ms", flush=True)
+            listening, first, latency, warm, cpu = (median_ms([s[i] for s in starts]) for i in range(5))
+            firsts[name], cpus[name] = first, cpu
+            print(f"{name:<26} {median_ms(imports):>9.0f} ms {listening:>7.0f} ms {first:>7.0f} ms "
+                  f"{latency:>11.0f} ms {warm:>6.1f} ms {cpu:>14.0f} ms", flush=True)
+        if "ghl-call-webhook" in firsts:
+            ratio = firsts["ghl-call-webhook"] / firsts[hello.name]
+            print(f"first real request: webhook / hello-world {ratio:.2f}x (target <= 1.5x: "
+                  f"{'met' if ratio <= 1.5 else 'NOT met'}); reference handler / hello-world "
+                  f"{firsts[REFERENCE] / firsts[hello.name]:.2f}x; webhook / reference handler "
+                  f"{firsts['ghl-call-webhook'] / firsts[REFERENCE]:.2f}x")
+            print(f"CPU to the first real answer: webhook / hello-world {cpus['ghl-call-webhook'] / cpus[hello.name]:.2f}x; "
+                  f"reference handler / hello-world {cpus[REFERENCE] / cpus[hello.name]:.2f}x; webhook / reference "
+                  f"handler {cpus['ghl-call-webhook'] / cpus[REFERENCE]:.2f}x")
 
         print("\nheaviest imports (cumulative ms, one -X importtime run; a package's time includes its dependencies)")
         for name, folder in artifacts.items():

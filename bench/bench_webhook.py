@@ -4,14 +4,21 @@
 Fires N calls x 2 hits (Call Completed + Disposition, shuffled) with concurrent senders through
 SUPABASE_URL/functions/v1/ghl-call-webhook and prints webhooks/s, p50/p99 latency, database round trips
 per webhook, and, measured in the same run against the same stack, the p50 of a bare supabase-py rpc round
-trip (a trivial SQL function), which is the baseline.
+trip (a trivial SQL function).
+
+The floor: the same number of hits of the same shapes sent to the reference handler
+(bench/reference_webhook/main.py: read the body, json.loads, the same `ingest_call_event` rpc through the
+same supabase client, answer; nothing else), served by the stack exactly like the webhook (functions-framework,
+same threads, same gateway route). Side by side: webhooks/s, p50/p99 and the CPU seconds per 1,000 webhooks
+of each function's process (its gunicorn arbiter and worker: user + system time from /proc). The two are
+measured in alternating rounds, so a busy machine's noise falls on both.
 
 Round trips: the function's own count (db_round_trips in its one summary log line per request: every rpc
 goes through one counting wrapper), summed over the run's requests (matched by X-Request-Id). An
 independent count from pg_stat_database was tried and dropped: PostgREST's pooled backends publish their
 transaction counters only at their next transaction, so a window's count leaks into the next one.
 
-Usage: .venv/bin/python bench/bench_webhook.py [--calls 5000] [--senders 8]
+Usage: .venv/bin/python bench/bench_webhook.py [--calls 5000] [--senders 8] [--rounds 4]
 Needs DATABASE_URL (a PostgreSQL server; the bench creates and drops a database of its own) or runs an
 embedded PostgreSQL in a temporary folder.
 """
@@ -40,6 +47,10 @@ import psycopg  # noqa: E402
 from ghl_bridge.stack.stack import Stack, StackConfig  # noqa: E402
 from shared.adapters.supabase_db import call_rpc, create_service_client  # noqa: E402
 
+REFERENCE = "reference-webhook"
+REFERENCE_FOLDER = Path(__file__).resolve().parent / "reference_webhook"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 DISPOSITIONS = ["No Answer", "Voicemail", "Gatekeeper", "Incorrect Number", "Not Interested",
                 "Callback Requested", "Future Potential", "Meeting Booked", "Do Not Contact"]
 
@@ -47,6 +58,47 @@ DISPOSITIONS = ["No Answer", "Voicemail", "Gatekeeper", "Incorrect Number", "Not
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process and its descendants (gunicorn's arbiter and its worker)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        proc = int(stat.parent.name)
+        parents[proc] = int(fields[1])
+        times[proc] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [proc for proc, ppid in parents.items() if ppid == parent and proc not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(proc, 0.0) for proc in tree)
+
+
+class Measured:
+    """One function's figures, summed over the rounds."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.seconds = self.cpu = 0.0
+
+    def add(self, pid: int, hits: list, senders: int, sender) -> None:
+        cpu_before = cpu_seconds(pid)
+        latencies, seconds = run_concurrently(hits, senders, sender)
+        self.cpu += cpu_seconds(pid) - cpu_before
+        self.latencies += latencies
+        self.seconds += seconds
+
+    def row(self, label: str) -> str:
+        count = len(self.latencies)
+        return (f"  {label:<22} {count / self.seconds:>10.0f} {statistics.median(self.latencies):>9.2f} "
+                f"{percentile(self.latencies, 99):>9.2f} {self.cpu / count * 1000:>14.3f}")
 
 
 def make_hits(calls: int, location: str, run: str, rng: random.Random) -> list[dict]:
@@ -131,6 +183,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=5000, help="calls (each sends 2 webhooks); default 5000")
     parser.add_argument("--senders", type=int, default=8, help="concurrent senders; default 8")
     parser.add_argument("--baseline-requests", type=int, default=4000, help="bare rpc calls; default 4000")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of webhook / reference; default 4")
     args = parser.parse_args()
 
     run = "bench" + uuid.uuid4().hex[:8]
@@ -139,11 +192,14 @@ def main() -> int:
     stack = Stack(StackConfig(state_dir=state_dir, server_url=os.environ.get("DATABASE_URL") or None,
                               database_name=f"b_{uuid.uuid4().hex[:12]}", fixed_ports=False,
                               drop_database_on_down=True,
-                              function_env={"GHL_WEBHOOK_SECRET": secret, "LOG_LEVEL": "INFO"}))
+                              function_env={"GHL_WEBHOOK_SECRET": secret, "LOG_LEVEL": "INFO"},
+                              extra_functions={REFERENCE: REFERENCE_FOLDER}))
     print(f"starting a local stack in {state_dir} ...", flush=True)
     info = stack.up()
     try:
         url = info["functions"]["ghl-call-webhook"]
+        webhook_pid = stack.services["function:ghl-call-webhook"].pid
+        reference_pid = stack.services[f"function:{REFERENCE}"].pid
         location = f"loc_{run}"
         with psycopg.connect(info["database_url"], autocommit=True) as conn:
             conn.execute("INSERT INTO ghl_integrations (location_id, api_token, integration_type) "
@@ -155,24 +211,37 @@ def main() -> int:
 
         rng = random.Random(20261126)
         hits = make_hits(args.calls, location, run, rng)
+        reference_hits = make_hits(args.calls, location, run + "r", rng)
         sender, bare = WebhookSender(url, secret, run), BareRpc(info["supabase_url"], info["service_role_key"])
+        reference = WebhookSender(info["functions"][REFERENCE], secret, run + "r")
 
         # Warm-up (connections, PostgREST's schema cache, plan caches): neither counted nor timed.
         warm = make_hits(100, location, run + "w", rng)
         run_concurrently(warm, args.senders, sender)
+        run_concurrently(make_hits(100, location, run + "rw", rng), args.senders, reference)
         run_concurrently(list(range(200)), args.senders, bare)
 
         rpc_latencies, rpc_seconds = run_concurrently(list(range(args.baseline_requests)), args.senders, bare)
         rpc_single, _ = run_concurrently(list(range(1000)), 1, bare)
         sender.phase = "main"
-        latencies, seconds = run_concurrently(hits, args.senders, sender)
+        real, floor = Measured(), Measured()
+        size = -(-len(hits) // args.rounds)
+        for n in range(args.rounds):
+            part = slice(n * size, (n + 1) * size)
+            order = [(real, webhook_pid, hits[part], sender), (floor, reference_pid, reference_hits[part], reference)]
+            for measured, pid, items, target in (order if n % 2 == 0 else order[::-1]):
+                measured.add(pid, items, args.senders, target)
+        latencies, seconds = real.latencies, real.seconds
         sender.phase = "single"
         single_hits = make_hits(250, location, run + "s", rng)
         single_latencies, _ = run_concurrently(single_hits, 1, sender)
+        reference_single, _ = run_concurrently(make_hits(250, location, run + "rs", rng), 1, reference)
         with psycopg.connect(info["database_url"], autocommit=True) as stats:
             rows = stats.execute("SELECT count(*), count(*) FILTER (WHERE disposition_source = 'chosen' "
                                  "AND duration_seconds IS NOT NULL), count(prospect_id) FROM sales_calls "
                                  "WHERE external_call_id LIKE %s", (run + "\\_%",)).fetchone()
+            reference_rows = stats.execute("SELECT count(*) FROM sales_calls WHERE external_call_id LIKE %s",
+                                           (run + "r\\_%",)).fetchone()[0]
         time.sleep(1)  # the function's log lines are flushed per line; give the file a moment
         summary_lines, function_trips = function_round_trips(Path(stack.log_dir), f"{run}-main-")
         webhooks = len(hits)
@@ -195,7 +264,23 @@ def main() -> int:
         print(f"  rpc p50, 1 sender           {rpc_p50_single:.2f} ms")
         print(f"webhook p50 / bare rpc p50: {p50 / rpc_p50:.2f}x with {args.senders} concurrent senders, "
               f"{statistics.median(single_latencies) / rpc_p50_single:.2f}x with 1 sender  (target <= 2x)")
-        return 0 if sender.failures == 0 and rows[0] == args.calls else 1
+        print(f"\nside by side, same stack, same run ({args.rounds} alternating rounds, {args.senders} concurrent senders; "
+              f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
+        print(f"  {'':<22} {'webhooks/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'CPU s / 1,000':>14}")
+        print(real.row("ghl-call-webhook"))
+        print(floor.row("reference handler"))
+        ratio = lambda f: f(real) / f(floor)  # noqa: E731
+        cpu_ratio = ratio(lambda m: m.cpu / len(m.latencies))
+        p50_ratio = ratio(lambda m: statistics.median(m.latencies))
+        print(f"  {'webhook / reference':<22} {ratio(lambda m: len(m.latencies) / m.seconds):>9.2f}x "
+              f"{p50_ratio:>8.2f}x {ratio(lambda m: percentile(m.latencies, 99)):>8.2f}x {cpu_ratio:>13.2f}x")
+        print(f"  p50 with 1 sender: webhook {statistics.median(single_latencies):.2f} ms, reference "
+              f"{statistics.median(reference_single):.2f} ms")
+        print(f"  reference: {reference.failures} non-200 answers, {reference_rows} call rows (expected {args.calls})")
+        print(f"targets: CPU / 1,000 <= 1.25x the reference: {'met' if cpu_ratio <= 1.25 else 'NOT met'} "
+              f"({cpu_ratio:.2f}x); p50 <= 1.25x: {'met' if p50_ratio <= 1.25 else 'NOT met'} ({p50_ratio:.2f}x)")
+        ok = sender.failures == 0 and rows[0] == args.calls and reference.failures == 0
+        return 0 if ok else 1
     finally:
         stack.down()
 

@@ -5,13 +5,30 @@ Secrets are SecretStr: they print as '**********' and are never logged.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+class EnvSettings(BaseModel):
+    """Each field from the environment variable of its name (any case); arguments win over the environment.
 
+    What pydantic-settings' BaseSettings did for these flat fields (strings converted by pydantic as before),
+    without importing its sources (.env, JSON/TOML/YAML, CLI, cloud secret stores) on every cold start."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        environment = {name.lower(): value for name, value in os.environ.items()}
+        return {**{name: environment[name] for name in cls.model_fields if name in environment}, **values}
+
+
+class Settings(EnvSettings):
     # Supabase (standard names)
     supabase_url: str = Field(description="Project URL, e.g. https://<ref>.supabase.co")
     supabase_service_role_key: SecretStr

@@ -50,6 +50,10 @@ def configure_logging(level: str = "INFO") -> None:
         root.handlers = [handler]
         root.setLevel(level.upper())
         root.propagate = False
+        # A line holds none of these; skip gathering them for every record (the logging HOWTO's
+        # "Optimization": no caller frame walk, thread, process or multiprocessing lookup).
+        logging._srcfile = None
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
         _configured = True
 
 

@@ -43,6 +43,12 @@ DEFAULT_PORTS = {
 }
 
 
+# deploy.sh gives the webhook --concurrency=$WEBHOOK_CONCURRENCY and THREADS of the same number (gunicorn's
+# threads in functions-framework's one worker: Cloud Functions' advice for Python). Served the same way here.
+WEBHOOK_CONCURRENCY_DEFAULT = 16
+WEBHOOK = "ghl-call-webhook"
+
+
 @dataclass
 class StackConfig:
     state_dir: Path
@@ -52,6 +58,9 @@ class StackConfig:
     seed: bool = False
     drop_database_on_down: bool = False
     function_env: dict[str, str] = field(default_factory=dict)
+    # More functions served exactly like the webhook (same server, threads and gateway route), e.g. the
+    # benchmark's reference handler: name -> folder holding main.py.
+    extra_functions: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def for_cli(cls) -> "StackConfig":
@@ -220,16 +229,21 @@ class Stack:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
+    def _server_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        if name != WEBHOOK and name not in self.config.extra_functions:
+            return env  # one request at a time when deployed; functions-framework's default threads here
+        return {**env, "THREADS": env.get("WEBHOOK_CONCURRENCY") or str(WEBHOOK_CONCURRENCY_DEFAULT)}
+
     def _start_functions(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, int]:
         env = self._function_env(supabase_url, keys, extra_env)
         started: dict[str, int] = {}
         framework = str(Path(sys.executable).parent / "functions-framework")
-        for index, (name, folder) in enumerate(function_folders().items()):
+        for index, (name, folder) in enumerate({**function_folders(), **self.config.extra_functions}.items()):
             port = self._port("function", index)
             args = [framework, "--target", "handle", "--source", str(folder / "main.py"),
                     "--host", "127.0.0.1", "--port", str(port)]
             self.services[f"function:{name}"] = start_process(
-                f"function-{name}", args, port=port, log_dir=self.log_dir, env=env, cwd=folder)
+                f"function-{name}", args, port=port, log_dir=self.log_dir, env=self._server_env(name, env), cwd=folder)
             started[name] = port
         for name, port in started.items():
             wait_until_http_answers(f"http://127.0.0.1:{port}/", self.services[f"function:{name}"], timeout=60)

@@ -19,14 +19,20 @@ _UNAVAILABLE_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003"}
 
 
 def create_service_client(url: str, service_role_key: str, timeout: float = 10.0):
-    """A supabase-py client with our own httpx client (pooled connections, explicit timeouts)."""
-    from supabase import ClientOptions, create_client
+    """supabase-py's PostgREST client, as `supabase.create_client(url, key).postgrest` builds it, with our own
+    httpx client (pooled connections, explicit timeouts). Thread-safe: one per instance serves every request.
+
+    Everything here talks to Postgres through PostgREST only (rpc, table), so the rest of the Supabase client
+    (auth, realtime, storage, functions: about 200 ms of imports per cold start) is never built. The client is
+    `postgrest.SyncPostgrestClient`, supabase-py's own (the package supabase-py pins to its release and builds
+    `Client.postgrest` from), made through its public constructor with the same URL, headers and schema;
+    tests/integration/test_supabase_adapter.py checks they stay the same as supabase-py's."""
+    from postgrest import SyncPostgrestClient
 
     http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-    options = ClientOptions(httpx_client=http, postgrest_client_timeout=timeout, auto_refresh_token=False,
-                            persist_session=False)
-    return create_client(url, service_role_key, options=options)
+    return SyncPostgrestClient(f"{url.rstrip('/')}/rest/v1", schema="public", http_client=http,
+                               headers={"apiKey": service_role_key, "Authorization": f"Bearer {service_role_key}"})
 
 
 def map_database_error(exc: BaseException) -> errors.BridgeError:

@@ -11,6 +11,7 @@ which only ever means a missed match, never a wrong one).
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -24,8 +25,13 @@ def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
     if raw is None:
         return None
     text = str(raw).strip()
-    if not text:
-        return None
+    return _normalize_text(text, (default_region or "US").upper()) if text else None
+
+
+# The same few numbers come back all day (an agent's own line is the "from" of every call it makes), and
+# phonenumbers' parsing is pure Python: once per number and region per instance (thread-safe, bounded).
+@functools.lru_cache(maxsize=8192)
+def _normalize_text(text: str, region: str) -> str | None:
     head = text.lower().split("x", 1)[0]  # "555-010-2233 x12" / "ext. 12": the extension is not matched
     digits = _NON_DIGITS.sub("", head)
     if not digits:
@@ -37,7 +43,7 @@ def normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
     else:
         candidate = digits
     try:
-        number = phonenumbers.parse(candidate, (default_region or "US").upper())
+        number = phonenumbers.parse(candidate, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):

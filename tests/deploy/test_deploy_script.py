@@ -235,7 +235,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert [c["args"][2] for c in deploys] == list(FUNCTIONS)
     webhook_env = deploys[0]["flags_file"]["--set-env-vars"]
     assert webhook_env == {"SUPABASE_URL": "https://abcd.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
-                           "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET}
+                           "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET, "THREADS": "16"}
     assert deploys[1]["flags_file"]["--set-env-vars"]["SCHEDULER_SECRET"] == SCHEDULER_SECRET
     creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
     assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
@@ -459,3 +459,30 @@ def test_a_database_url_without_password_leaves_psqls_own_password_sources_alone
     assert result.returncode == 0, result.stderr
     psql = [c for c in _calls(tmp_path) if c["tool"] == "psql"]
     assert psql and all(c["args"][0] == url and "PGPASSFILE" not in c["env"] for c in psql)  # ~/.pgpass still works
+
+
+def test_the_webhook_gets_its_concurrency_cpu_min_instances_and_matching_threads(tmp_path, bin_dirs):
+    """Cloud Functions 2nd gen: the webhook serves WEBHOOK_CONCURRENCY requests per instance with as many
+    gunicorn threads (THREADS), on WEBHOOK_CPU vCPUs, WEBHOOK_MIN_INSTANCES kept warm (default 0)."""
+    from ghl_bridge.stack.stack import WEBHOOK_CONCURRENCY_DEFAULT
+
+    result = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations")
+    assert result.returncode == 0, result.stderr
+    webhook, *others = _commands(result.stdout, "+ gcloud functions deploy ")
+    concurrency = WEBHOOK_CONCURRENCY_DEFAULT  # the local stack serves the webhook with the same threads
+    for flag in (f"--concurrency={concurrency}", "--cpu=1", "--min-instances=0", f"THREADS={concurrency}"):
+        assert flag in webhook, (flag, webhook)
+    for line in others:  # the scheduler-facing functions keep the platform's defaults (one request at a time)
+        assert "--concurrency" not in line and "--min-instances" not in line and "THREADS=" not in line
+
+    tuned = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations",
+                 env={"WEBHOOK_CONCURRENCY": "40", "WEBHOOK_CPU": "2", "WEBHOOK_MIN_INSTANCES": "1"})
+    assert tuned.returncode == 0, tuned.stderr
+    webhook = _commands(tuned.stdout, "+ gcloud functions deploy ")[0]
+    for flag in ("--concurrency=40", "--cpu=2", "--min-instances=1", "THREADS=40"):
+        assert flag in webhook, (flag, webhook)
+
+    for wrong in ({"WEBHOOK_CONCURRENCY": "many"}, {"WEBHOOK_CONCURRENCY": "8", "WEBHOOK_CPU": "0.5"},
+                  {"WEBHOOK_MIN_INSTANCES": "-1"}, {"WEBHOOK_CONCURRENCY": "1001"}):
+        refused = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env=wrong)
+        assert refused.returncode == 2 and "WEBHOOK_CONCURRENCY" in refused.stderr, (wrong, refused.stderr)
