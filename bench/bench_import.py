@@ -135,9 +135,9 @@ def pull_child(args) -> None:
     from shared.domain.import_records import PullRequest
     from shared.services.import_batches import ghl_client_factory, start_import
 
-    settings = Settings(supabase_url=args.supabase_url, supabase_service_role_key=args.service_key,
+    settings = Settings(supabase_url=args.supabase_url, supabase_service_role_key=os.environ["SUPABASE_SERVICE_ROLE_KEY"],
                         ghl_api_base_url=args.sandbox_url, import_page_size=PAGE, import_chunk_size=CHUNK)
-    repo = CountingRepo(ImportRepository(create_service_client(args.supabase_url, args.service_key, timeout=120)))
+    repo = CountingRepo(ImportRepository(create_service_client(args.supabase_url, os.environ["SUPABASE_SERVICE_ROLE_KEY"], timeout=120)))
     rss_before = peak_rss_kb()
     tracemalloc.start()
     started = time.perf_counter()
@@ -207,9 +207,9 @@ def pull_rate_child(args) -> None:
     from shared.config import Settings
     from shared.services.import_batches import ghl_client_factory, process_open_batches
 
-    settings = Settings(supabase_url=args.supabase_url, supabase_service_role_key=args.service_key,
+    settings = Settings(supabase_url=args.supabase_url, supabase_service_role_key=os.environ["SUPABASE_SERVICE_ROLE_KEY"],
                         ghl_api_base_url=args.sandbox_url, import_page_size=RATE_PAGE, import_chunk_size=CHUNK)
-    repo = PullOnly(ImportRepository(create_service_client(args.supabase_url, args.service_key, timeout=120)))
+    repo = PullOnly(ImportRepository(create_service_client(args.supabase_url, os.environ["SUPABASE_SERVICE_ROLE_KEY"], timeout=120)))
     urls = json.loads(args.sandbox_urls or "{}")
 
     def factory(location_id: str, token: str):  # the real client, at the location's own sandbox
@@ -261,6 +261,11 @@ def start_sandbox() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("a sandbox did not start")
 
 
+def child_env(info) -> dict:
+    """A child's environment: the service-role key goes there, never into its arguments (visible to ps)."""
+    return {**os.environ, "SUPABASE_SERVICE_ROLE_KEY": info["service_role_key"]}
+
+
 def window_floor(requests: int) -> float:
     return (math.ceil(requests / RATE_BURST) - 1) * RATE_WINDOW_MS / 1000 + RATE_LATENCY_MS / 1000
 
@@ -297,10 +302,10 @@ def pull_rate(info, admin, conn, args) -> None:
         cpu_before = [cpu_seconds(process.pid) for process in sandboxes]
         child = subprocess.run(
             [sys.executable, __file__, "--pull-rate-child", "--mode", mode,
-             "--batch-ids", json.dumps(batch_ids), "--supabase-url", info["supabase_url"], "--service-key",
-             info["service_role_key"], "--sandbox-url", info["ghl_sandbox_url"], "--sandbox-urls",
+             "--batch-ids", json.dumps(batch_ids), "--supabase-url", info["supabase_url"],
+             "--sandbox-url", info["ghl_sandbox_url"], "--sandbox-urls",
              json.dumps({loc.id: loc.base_url for loc in locations})],
-            capture_output=True, text=True, check=False)
+            env=child_env(info), capture_output=True, text=True, check=False)
         sandbox_cpu = [cpu_seconds(process.pid) - before for process, before in zip(sandboxes, cpu_before)]
         if child.returncode != 0:
             print(f"pull-rate child ({mode}) failed:\n" + child.stderr[-3000:])
@@ -371,7 +376,6 @@ def main() -> None:
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--batch-ids", help=argparse.SUPPRESS)
     parser.add_argument("--supabase-url", help=argparse.SUPPRESS)
-    parser.add_argument("--service-key", help=argparse.SUPPRESS)
     parser.add_argument("--sandbox-url", help=argparse.SUPPRESS)
     parser.add_argument("--location-id", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -497,9 +501,9 @@ def main() -> None:
         # Pull memory, in a child process of its own.
         seeded = admin.seed(location.id, contacts=pull_contacts)
         child = subprocess.run(
-            [sys.executable, __file__, "--pull-child", "--supabase-url", info["supabase_url"], "--service-key",
-             info["service_role_key"], "--sandbox-url", info["ghl_sandbox_url"], "--location-id", location.id],
-            capture_output=True, text=True, check=False)
+            [sys.executable, __file__, "--pull-child", "--supabase-url", info["supabase_url"],
+             "--sandbox-url", info["ghl_sandbox_url"], "--location-id", location.id],
+            env=child_env(info), capture_output=True, text=True, check=False)
         if child.returncode != 0:
             print("pull child failed:\n" + child.stderr[-3000:])
         else:

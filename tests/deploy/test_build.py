@@ -40,7 +40,7 @@ def test_requirements_are_the_locks_pins_of_what_each_function_imports(tmp_path)
                                                              pins[pin.name].hashes), pin.name
             assert pin.hashes
         imported = {lock.normalise(build.IMPORT_ALIASES.get(top, top)) for top in build.imported_packages(artifact)}
-        assert {"supabase", "httpx", "pydantic", "boto3"} <= imported  # boto3: the spool's lazy import counts
+        assert {"postgrest", "httpx", "pydantic", "boto3"} <= imported  # boto3: the spool's lazy import counts
         roots = imported | {"functions-framework"}
         assert [pin.name for pin in written] == [pin.name for pin in lock.closure(list(pins.values()), roots)]
         # Complete: whatever a written pin needs (per the lock) is written too, so pip --require-hashes succeeds.
