@@ -39,7 +39,7 @@ from shared import errors
 from shared.domain.enrichment import flatten_transcript, recording_key
 from shared.logs import get_logger
 from shared.services.leased_work import (
-    ClientFactory, LocationRun, default_client_factory, record_with_retries, run_locations, work_leased_rows,
+    ClientFactory, LocationRun, default_client_factory, record_answers, run_locations, work_leased_rows,
 )
 
 log = get_logger("services.enrich_calls")
@@ -296,16 +296,13 @@ async def _storage(loop, uploads, what: str, operation: Callable[[], Any]) -> An
 async def _write_results(repository, settings, run: _LocationRun, batch: list[_Result],
                          recordings_enabled: bool) -> None:
     rows = [result.as_row() for result in batch]
-    try:
-        written = await record_with_retries(partial(
-            repository.record_results, run.claim_id, rows, recordings_enabled=recordings_enabled,
-            horizon_seconds=int(settings.enrich_horizon_hours * 3600),
-            backoff_base_seconds=settings.enrich_backoff_base_seconds,
-            backoff_cap_seconds=settings.enrich_backoff_cap_seconds))
-    except errors.BridgeError as exc:
-        run.write_errors += len(rows)
-        log.error("could not record enrichment results", extra={"fields": {
-            "location_id": run.summary.location_id, "results": len(rows), "reason": exc.message}})
+    written = await record_answers(run, partial(
+        repository.record_results, run.claim_id, rows, recordings_enabled=recordings_enabled,
+        horizon_seconds=int(settings.enrich_horizon_hours * 3600),
+        backoff_base_seconds=settings.enrich_backoff_base_seconds,
+        backoff_cap_seconds=settings.enrich_backoff_cap_seconds), len(rows),
+        log=log, failure="could not record enrichment results")
+    if written is None:
         return
     # Fewer written than sent: those leases ended and another run holds the calls (it writes them).
     run.summary.lost_claims += len(rows) - written

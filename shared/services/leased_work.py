@@ -164,3 +164,16 @@ async def record_with_retries(record: Callable[[], T]) -> T:
                 raise
             await asyncio.sleep(0.2 * 2 ** attempt)
     raise AssertionError("unreachable")
+
+
+async def record_answers(run: LocationRun, record: Callable[[], int], count: int, *, log, failure: str) -> int | None:
+    """How many of `count` answers `record()` wrote (see record_with_retries), or None when it failed: then
+    they count in run.write_errors and `failure` is logged on the service's `log` (their rows are worked
+    again once their leases end)."""
+    try:
+        return await record_with_retries(record)
+    except errors.BridgeError as exc:
+        run.write_errors += count
+        log.error(failure, extra={"fields": {
+            "location_id": run.summary.location_id, "results": count, "reason": exc.message}})
+        return None

@@ -38,7 +38,7 @@ from shared import errors
 from shared.domain.contact_mapping import CustomFieldMapping, plan_contact_upsert, resolve_custom_field_mapping
 from shared.logs import get_logger
 from shared.services.leased_work import (
-    ClientFactory, LocationRun, default_client_factory, record_with_retries, run_locations, work_leased_rows,
+    ClientFactory, LocationRun, default_client_factory, record_answers, run_locations, work_leased_rows,
 )
 
 log = get_logger("services.sync_prospects")
@@ -259,17 +259,13 @@ def _failed(run: _LocationRun, prospect_id: str, message: str) -> _Result:
 
 async def _write_results(repository, settings, run: _LocationRun, batch: list[_Result]) -> None:
     rows = [result.as_row() for result in batch]
-    try:
-        written = await record_with_retries(partial(
-            repository.record_results, run.claim_id, rows, backoff_base_seconds=BACKOFF_BASE_SECONDS,
-            backoff_cap_seconds=settings.sync_max_attempts_backoff_seconds))
-    except errors.BridgeError as exc:
-        run.write_errors += len(rows)
-        log.error("could not record sync results", extra={"fields": {
-            "location_id": run.summary.location_id, "results": len(rows), "reason": exc.message}})
-        return
-    # Fewer written than sent: those claims expired and another run took them (it writes them).
-    run.lost_claims += len(rows) - written
+    written = await record_answers(run, partial(
+        repository.record_results, run.claim_id, rows, backoff_base_seconds=BACKOFF_BASE_SECONDS,
+        backoff_cap_seconds=settings.sync_max_attempts_backoff_seconds), len(rows),
+        log=log, failure="could not record sync results")
+    if written is not None:
+        # Fewer written than sent: those claims expired and another run took them (it writes them).
+        run.lost_claims += len(rows) - written
 
 
 def _run_outcome(run: _LocationRun, mapping: CustomFieldMapping) -> tuple[str, str | None]:

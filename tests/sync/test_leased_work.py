@@ -217,3 +217,22 @@ def test_run_locations_runs_every_location_under_one_deadline():
     with pytest.raises(errors.BadRequest):
         run(limit=0)
     assert asked == [None, None, "nowhere"]  # a bad limit is refused before any database call
+
+
+def test_record_answers_counts_and_logs_what_could_not_be_written():
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def error(self, message, extra):
+            self.lines.append((message, extra["fields"]))
+
+    def refused():
+        raise errors.BadRequest("bad results")
+
+    run, log = LocationRun(integration={}, summary=Summary()), Log()
+    assert asyncio.run(leased_work.record_answers(run, lambda: 3, 4, log=log, failure="not recorded")) == 3
+    assert run.write_errors == 0 and log.lines == []
+    assert asyncio.run(leased_work.record_answers(run, refused, 4, log=log, failure="not recorded")) is None
+    assert run.write_errors == 4
+    assert log.lines == [("not recorded", {"location_id": "loc", "results": 4, "reason": "bad results"})]
