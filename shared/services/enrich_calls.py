@@ -159,20 +159,16 @@ async def _work_location(repository, settings, recordings, uploads, run: _Locati
     lease_seconds = settings.enrich_lease_seconds
     recordings_enabled = recordings is not None
 
-    def claim(count: int) -> list[dict[str, Any]]:
-        return repository.claim(run.summary.location_id, run.claim_id, lease_seconds=lease_seconds, limit=count,
-                                recordings_enabled=recordings_enabled)
-
-    async def enrich(row: dict[str, Any], work_by: float) -> _Result:
-        return await _enrich_one(run, client, recordings, uploads, settings, row, work_by, clock)
-
     async def write(batch: list[_Result]) -> None:
         await _write_results(repository, settings, run, batch, recordings_enabled)
         if progress is not None:
             progress(len(batch))
 
-    await work_leased_rows(run, claim=claim, work=enrich, write=write, workers=settings.ghl_max_in_flight,
-                           lease_seconds=lease_seconds, limit=limit, deadline=deadline, clock=clock)
+    await work_leased_rows(
+        run, claim=partial(repository.claim, run.summary.location_id, run.claim_id, lease_seconds=lease_seconds,
+                           recordings_enabled=recordings_enabled),
+        work=partial(_enrich_one, run, client, recordings, uploads, settings, clock=clock), write=write,
+        workers=settings.ghl_max_in_flight, lease_seconds=lease_seconds, limit=limit, deadline=deadline, clock=clock)
 
 
 async def _enrich_one(run: _LocationRun, client, recordings, uploads, settings, row: dict[str, Any],

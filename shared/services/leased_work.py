@@ -91,14 +91,14 @@ class LocationRun:
         self.stop(f"claiming failed: {exc.message}")
 
 
-async def work_leased_rows(run: LocationRun, *, claim: Callable[[int], list[dict[str, Any]]],
+async def work_leased_rows(run: LocationRun, *, claim: Callable[..., list[dict[str, Any]]],
                            work: Callable[[dict[str, Any], float], Awaitable[R]],
                            write: Callable[[list[R]], Awaitable[None]], workers: int, lease_seconds: float,
                            limit: int | None, deadline: float, clock: Callable[[], float]) -> None:
     """Claim, work and write one location's rows until none is due, `limit` are claimed, the deadline passes
     or the run stops.
 
-    `claim(n)` (synchronous, run in a thread) leases up to n rows; `work(row, work_by)` returns the row's answer
+    `claim(limit=n)` (synchronous, run in a thread) leases up to n rows; `work(row, work_by)` returns the row's answer
     (releasing the row itself when clock() >= work_by or the run has stopped); `write(answers)` records the
     answers waiting, in order of arrival, one group at a time."""
     workers = max(1, workers)
@@ -114,7 +114,7 @@ async def work_leased_rows(run: LocationRun, *, claim: Callable[[int], list[dict
                     run.summary.stopped_by_deadline = True
                     return
                 claimed_at = clock()
-                rows = await asyncio.to_thread(claim, int(min(chunk_size, remaining)))
+                rows = await asyncio.to_thread(claim, limit=int(min(chunk_size, remaining)))
                 if not rows:
                     return
                 remaining -= len(rows)

@@ -195,17 +195,12 @@ async def _dry_run(repository, settings, run: _LocationRun, mapping, *, campaign
 async def _push_location(repository, settings, run: _LocationRun, client, mapping, *, campaign, limit, deadline,
                          clock) -> None:
     lease_seconds = settings.sync_lease_seconds
-
-    def claim(count: int) -> list[dict[str, Any]]:
-        return repository.claim(run.summary.location_id, run.claim_id, lease_seconds=lease_seconds, limit=count,
-                                campaign=campaign)
-
-    async def push(row: dict[str, Any], push_by: float) -> _Result:
-        return await _push_one(run, client, settings, mapping, row, push_by, clock)
-
-    await work_leased_rows(run, claim=claim, work=push, write=partial(_write_results, repository, settings, run),
-                           workers=settings.ghl_max_in_flight, lease_seconds=lease_seconds, limit=limit,
-                           deadline=deadline, clock=clock)
+    await work_leased_rows(
+        run, claim=partial(repository.claim, run.summary.location_id, run.claim_id, lease_seconds=lease_seconds,
+                           campaign=campaign),
+        work=partial(_push_one, run, client, settings, mapping, clock=clock),
+        write=partial(_write_results, repository, settings, run),
+        workers=settings.ghl_max_in_flight, lease_seconds=lease_seconds, limit=limit, deadline=deadline, clock=clock)
 
 
 async def _push_one(run: _LocationRun, client, settings, mapping, row, push_by: float, clock) -> _Result:

@@ -28,7 +28,7 @@ class Clock:
 
 
 class FakeRows:
-    """A due list: claim(n) leases the next n rows (each row at most once, like SKIP LOCKED on a lease)."""
+    """A due list: claim(limit=n) leases the next n rows (each row at most once, like SKIP LOCKED on a lease)."""
 
     def __init__(self, count: int, clock: Clock | None = None, seconds_per_claim: float = 0.0) -> None:
         self.due = [{"id": str(i)} for i in range(count)]
@@ -36,9 +36,9 @@ class FakeRows:
         self.clock = clock
         self.seconds_per_claim = seconds_per_claim
 
-    def claim(self, count: int) -> list[dict]:
-        self.claims.append(count)
-        rows, self.due = self.due[:count], self.due[count:]
+    def claim(self, *, limit: int) -> list[dict]:
+        self.claims.append(limit)
+        rows, self.due = self.due[:limit], self.due[limit:]
         if self.clock is not None:
             self.clock.now += self.seconds_per_claim
         return rows
@@ -139,7 +139,7 @@ def test_a_failed_claim_is_reported_to_the_run_and_the_pipeline_ends():
         def claim_failed(self, exc):
             self.stop(f"claiming rows failed: {exc.message}")
 
-    def claim(count):
+    def claim(*, limit):
         raise errors.TransientError("database unavailable")
 
     run = Run(integration={}, summary=Summary())
