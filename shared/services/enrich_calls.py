@@ -17,6 +17,9 @@ Per active integration (locations run in parallel, each with its own GHL client,
   the audio is read; an upload appears whole or not at all; so a re-run after a crash overwrites nothing
   complete. A result that stores a recording always records its key, so only a lost claim can leave one.
 - The time budget: no claim after `deadline`; a claimed call whose lease is about to end is released.
+
+The claim/work/write pipeline and the parallel run of the locations are shared with the prospect sync
+(shared/services/leased_work.py); what fetching a call is and how its result is recorded are here.
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -35,12 +37,13 @@ import httpx
 
 from shared import errors
 from shared.domain.enrichment import flatten_transcript, recording_key
-from shared.logs import get_logger, register_secret
+from shared.logs import get_logger
+from shared.services.leased_work import (
+    ClientFactory, LocationRun, default_client_factory, record_answers, run_locations, work_leased_rows,
+)
 
 log = get_logger("services.enrich_calls")
 
-MAX_CONSECUTIVE_TRANSIENT_FAILURES = 10
-LEASE_SAFETY_SECONDS = 15  # a call whose lease ends sooner than this is released, not fetched
 UPLOAD_THREADS = 8  # object-store calls at once per run (boto3 is synchronous); enough to keep up with 3 locations
 _AUTH_STATUSES = (401, 403)
 
@@ -81,29 +84,17 @@ class _Result:
 
 
 @dataclass
-class _LocationRun:
-    integration: dict[str, Any]
+class _LocationRun(LocationRun):
     summary: EnrichSummary
-    claim_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    abort_reason: str | None = None
-    consecutive_transient: int = 0
-    write_errors: int = 0
+
+    def claimed(self, rows: list[dict[str, Any]]) -> None:
+        self.summary.claimed += len(rows)
+
+    def claim_failed(self, exc: errors.BridgeError) -> None:
+        self.stop(f"claiming calls failed: {exc.message}")
 
 
-ClientFactory = Callable[[dict[str, Any]], Any]  # integration row -> async context manager GHL client
 Progress = Callable[[int], None]  # called with the number of calls whose results were just written
-
-
-def default_client_factory(settings) -> ClientFactory:
-    def make(integration: dict[str, Any]):
-        from shared.adapters.ghl_client import GhlClient
-
-        register_secret(integration["api_token"])  # masked in every log line from now on
-        return GhlClient(location_id=integration["location_id"], token=integration["api_token"],
-                         base_url=settings.ghl_api_base_url, daily_reserve=settings.ghl_daily_budget_reserve,
-                         max_in_flight=settings.ghl_max_in_flight, timeout=settings.ghl_request_timeout_seconds)
-
-    return make
 
 
 def run_enrich(database, settings, *, recordings=None, location_id: str | None = None, limit: int | None = None,
@@ -125,20 +116,17 @@ async def enrich_locations(repository, settings, recordings, *, location_id: str
     """Enrich the due calls of every active integration (or the one asked for), locations in parallel.
     `deadline`: a clock() value after which nothing more is claimed (default now + enrich_deadline_seconds).
     `limit`: at most this many calls per location."""
-    if limit is not None and limit < 1:
-        raise errors.BadRequest(f"limit must be at least 1, not {limit}")
-    if deadline is None:
-        deadline = clock() + settings.enrich_deadline_seconds
     factory = client_factory or default_client_factory(settings)
-    integrations = await asyncio.to_thread(repository.list_integrations, location_id)
-    if location_id is not None and not integrations:
-        raise errors.UnknownLocation(f"no active integration for location {location_id!r}")
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="recording-upload") as uploads:
-        summaries = await asyncio.gather(*(
-            _enrich_location(repository, settings, recordings, uploads, integration, factory, limit=limit,
-                             deadline=deadline, progress=progress, clock=clock)
-            for integration in integrations))
-    return list(summaries)
+
+        def enrich_location(integration: dict[str, Any], run_deadline: float):
+            return _enrich_location(repository, settings, recordings, uploads, integration, factory, limit=limit,
+                                    deadline=run_deadline, progress=progress, clock=clock)
+
+        return await run_locations(
+            repository.list_integrations, enrich_location, location_id=location_id, limit=limit,
+            deadline=deadline, budget_seconds=settings.enrich_deadline_seconds, clock=clock,
+            unknown_location=f"no active integration for location {location_id!r}")
 
 
 async def _enrich_location(repository, settings, recordings, uploads, integration, factory, *, limit, deadline,
@@ -154,10 +142,10 @@ async def _enrich_location(repository, settings, recordings, uploads, integratio
             await _work_location(repository, settings, recordings, uploads, run, client, limit=limit,
                                  deadline=deadline, progress=progress, clock=clock)
     except errors.BridgeError as exc:
-        run.abort_reason = run.abort_reason or exc.message
+        run.stop(exc.message)
     except Exception as exc:  # noqa: BLE001 - one location's bug must not lose the other locations' summaries
         log.exception("enrichment of a location failed", extra={"fields": {"location_id": location_id}})
-        run.abort_reason = run.abort_reason or f"unexpected error ({type(exc).__name__})"
+        run.stop(f"unexpected error ({type(exc).__name__})")
     stats = getattr(client, "stats", None)
     summary.requests = getattr(stats, "requests", 0)
     summary.seconds = round(clock() - started, 3)
@@ -168,63 +156,19 @@ async def _enrich_location(repository, settings, recordings, uploads, integratio
 
 async def _work_location(repository, settings, recordings, uploads, run: _LocationRun, client, *, limit, deadline,
                          progress, clock) -> None:
-    workers = max(1, settings.ghl_max_in_flight)
-    chunk_size = 2 * workers
     lease_seconds = settings.enrich_lease_seconds
     recordings_enabled = recordings is not None
-    location_id = run.summary.location_id
-    queue: asyncio.Queue = asyncio.Queue(maxsize=chunk_size)
-    answers: asyncio.Queue = asyncio.Queue()
 
-    async def produce() -> None:
-        remaining = limit if limit is not None else float("inf")
-        try:
-            while remaining > 0 and run.abort_reason is None:
-                if clock() >= deadline:
-                    run.summary.stopped_by_deadline = True
-                    return
-                claimed_at = clock()
-                rows = await asyncio.to_thread(repository.claim, location_id, run.claim_id,
-                                               lease_seconds=lease_seconds, limit=int(min(chunk_size, remaining)),
-                                               recordings_enabled=recordings_enabled)
-                if not rows:
-                    return
-                remaining -= len(rows)
-                run.summary.claimed += len(rows)
-                work_by = claimed_at + lease_seconds - min(LEASE_SAFETY_SECONDS, lease_seconds / 4)
-                for row in rows:
-                    await queue.put((row, work_by))
-        except errors.BridgeError as exc:
-            run.abort_reason = run.abort_reason or f"claiming calls failed: {exc.message}"
-        finally:
-            for _ in range(workers):
-                await queue.put(None)
+    async def write(batch: list[_Result]) -> None:
+        await _write_results(repository, settings, run, batch, recordings_enabled)
+        if progress is not None:
+            progress(len(batch))
 
-    async def work() -> None:
-        while (item := await queue.get()) is not None:
-            row, work_by = item
-            await answers.put(await _enrich_one(run, client, recordings, uploads, settings, row, work_by, clock))
-
-    async def write() -> None:
-        done = False
-        while not done:
-            batch = [await answers.get()]
-            while not answers.empty():
-                batch.append(answers.get_nowait())
-            if batch[-1] is None:
-                batch.pop()
-                done = True
-            if batch:
-                await _write_results(repository, settings, run, batch, recordings_enabled)
-                if progress is not None:
-                    progress(len(batch))
-
-    writer = asyncio.create_task(write())
-    try:
-        await asyncio.gather(produce(), *(work() for _ in range(workers)))
-    finally:
-        await answers.put(None)
-        await writer
+    await work_leased_rows(
+        run, claim=partial(repository.claim, run.summary.location_id, run.claim_id, lease_seconds=lease_seconds,
+                           recordings_enabled=recordings_enabled),
+        work=partial(_enrich_one, run, client, recordings, uploads, settings, clock=clock), write=write,
+        workers=settings.ghl_max_in_flight, lease_seconds=lease_seconds, limit=limit, deadline=deadline, clock=clock)
 
 
 async def _enrich_one(run: _LocationRun, client, recordings, uploads, settings, row: dict[str, Any],
@@ -267,14 +211,11 @@ async def _enrich_one(run: _LocationRun, client, recordings, uploads, settings, 
             if problem:
                 problems.append(f"{part}: {problem}")
     except _StopLocation as stop:
-        run.abort_reason = run.abort_reason or stop.reason
+        run.stop(stop.reason)
         summary.released += 1
         return _Result(id=result.id, table=result.table, outcome="released")
     if transient:
-        run.consecutive_transient += 1
-        if run.consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT_FAILURES:
-            run.abort_reason = run.abort_reason or (
-                f"GHL failed {run.consecutive_transient} calls in a row (last: {problems[-1]}); stopped early")
+        run.transient_failure("calls", problems[-1])
     else:
         run.consecutive_transient = 0
     if problems:
@@ -351,30 +292,18 @@ async def _storage(loop, uploads, what: str, operation: Callable[[], Any]) -> An
 async def _write_results(repository, settings, run: _LocationRun, batch: list[_Result],
                          recordings_enabled: bool) -> None:
     rows = [result.as_row() for result in batch]
-    for attempt in range(3):
-        try:
-            written = await asyncio.to_thread(
-                repository.record_results, run.claim_id, rows, recordings_enabled=recordings_enabled,
-                horizon_seconds=int(settings.enrich_horizon_hours * 3600),
-                backoff_base_seconds=settings.enrich_backoff_base_seconds,
-                backoff_cap_seconds=settings.enrich_backoff_cap_seconds)
-        except errors.TransientError as exc:
-            if attempt < 2:
-                await asyncio.sleep(0.2 * 2 ** attempt)
-                continue
-            reason = exc.message
-        except errors.BridgeError as exc:
-            reason = exc.message
-        else:
-            # Fewer written than sent: those leases ended and another run holds the calls (it writes them).
-            run.summary.lost_claims += len(rows) - written
-            if written == len(rows):
-                run.summary.done += sum(1 for result in batch if result.complete)
-            return
-        run.write_errors += len(rows)
-        log.error("could not record enrichment results", extra={"fields": {
-            "location_id": run.summary.location_id, "results": len(rows), "reason": reason}})
+    written = await record_answers(run, partial(
+        repository.record_results, run.claim_id, rows, recordings_enabled=recordings_enabled,
+        horizon_seconds=int(settings.enrich_horizon_hours * 3600),
+        backoff_base_seconds=settings.enrich_backoff_base_seconds,
+        backoff_cap_seconds=settings.enrich_backoff_cap_seconds), len(rows),
+        log=log, failure="could not record enrichment results")
+    if written is None:
         return
+    # Fewer written than sent: those leases ended and another run holds the calls (it writes them).
+    run.summary.lost_claims += len(rows) - written
+    if written == len(rows):
+        run.summary.done += sum(1 for result in batch if result.complete)
 
 
 def _run_outcome(run: _LocationRun) -> tuple[str, str | None]:

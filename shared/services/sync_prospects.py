@@ -20,27 +20,31 @@ Per active internal integration (locations run in parallel, each with its own GH
   budget is spent, or GHL fails so many times in a row that pushing on would only burn attempts.
 - dry_run: counts and plans, no claim, no write, no upsert (the location's custom fields are read to
   check the mapping).
+
+The claim/work/write pipeline and the parallel run of the locations are shared with call enrichment
+(shared/services/leased_work.py); what a push is and how its result is recorded are here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 from shared import errors
 from shared.domain.contact_mapping import CustomFieldMapping, plan_contact_upsert, resolve_custom_field_mapping
-from shared.logs import get_logger, register_secret
+from shared.logs import get_logger
+from shared.services.leased_work import (
+    ClientFactory, LocationRun, default_client_factory, record_answers, run_locations, work_leased_rows,
+)
 
 log = get_logger("services.sync_prospects")
 
 BACKOFF_BASE_SECONDS = 60  # a failed prospect waits 60 s, 120 s, 240 s ... up to sync_max_attempts_backoff_seconds
-MAX_CONSECUTIVE_TRANSIENT_FAILURES = 10
 DRY_RUN_DEFAULT_LIMIT = 100
-LEASE_SAFETY_SECONDS = 15  # a prospect whose lease ends sooner than this is not pushed any more
 _AUTH_STATUSES = (401, 403)
 
 
@@ -80,30 +84,13 @@ class _Result:
 
 
 @dataclass
-class _LocationRun:
-    integration: dict[str, Any]
+class _LocationRun(LocationRun):
     summary: LocationSummary
-    claim_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    abort_reason: str | None = None
-    consecutive_transient: int = 0
     first_failure: str | None = None
-    write_errors: int = 0
     lost_claims: int = 0
 
-
-ClientFactory = Callable[[dict[str, Any]], Any]  # integration row -> async context manager GHL client
-
-
-def default_client_factory(settings) -> ClientFactory:
-    def make(integration: dict[str, Any]):
-        from shared.adapters.ghl_client import GhlClient
-
-        register_secret(integration["api_token"])  # masked in every log line from now on
-        return GhlClient(location_id=integration["location_id"], token=integration["api_token"],
-                         base_url=settings.ghl_api_base_url, daily_reserve=settings.ghl_daily_budget_reserve,
-                         max_in_flight=settings.ghl_max_in_flight, timeout=settings.ghl_request_timeout_seconds)
-
-    return make
+    def claim_failed(self, exc: errors.BridgeError) -> None:
+        self.abort_reason = f"claiming prospects failed: {exc.message}"
 
 
 def run_sync(database, settings, *, location_id: str | None = None, campaign: str | None = None,
@@ -126,19 +113,16 @@ async def sync_locations(repository, settings, *, location_id: str | None = None
     `deadline` is a `clock()` value after which no more work is claimed (default: now +
     settings.sync_deadline_seconds). `limit`: at most this many prospects per location.
     """
-    if limit is not None and limit < 1:
-        raise errors.BadRequest(f"limit must be at least 1, not {limit}")
-    if deadline is None:
-        deadline = clock() + settings.sync_deadline_seconds
     factory = client_factory or default_client_factory(settings)
-    integrations = await asyncio.to_thread(repository.list_integrations, location_id)
-    if location_id is not None and not integrations:
-        raise errors.UnknownLocation(f"no active internal integration for location {location_id!r}")
-    summaries = await asyncio.gather(*(
-        _sync_location(repository, settings, integration, factory, campaign=campaign, limit=limit,
-                       dry_run=dry_run, deadline=deadline, clock=clock)
-        for integration in integrations))
-    return list(summaries)
+
+    def sync_location(integration: dict[str, Any], run_deadline: float):
+        return _sync_location(repository, settings, integration, factory, campaign=campaign, limit=limit,
+                              dry_run=dry_run, deadline=run_deadline, clock=clock)
+
+    return await run_locations(
+        repository.list_integrations, sync_location, location_id=location_id, limit=limit, deadline=deadline,
+        budget_seconds=settings.sync_deadline_seconds, clock=clock,
+        unknown_location=f"no active internal integration for location {location_id!r}")
 
 
 async def _sync_location(repository, settings, integration, factory, *, campaign, limit, dry_run, deadline,
@@ -210,59 +194,13 @@ async def _dry_run(repository, settings, run: _LocationRun, mapping, *, campaign
 
 async def _push_location(repository, settings, run: _LocationRun, client, mapping, *, campaign, limit, deadline,
                          clock) -> None:
-    workers = max(1, settings.ghl_max_in_flight)
-    chunk_size = 2 * workers
     lease_seconds = settings.sync_lease_seconds
-    location_id = run.summary.location_id
-    queue: asyncio.Queue = asyncio.Queue(maxsize=chunk_size)
-    answers: asyncio.Queue = asyncio.Queue()
-
-    async def produce() -> None:
-        remaining = limit if limit is not None else float("inf")
-        try:
-            while remaining > 0 and run.abort_reason is None:
-                if clock() >= deadline:
-                    run.summary.stopped_by_deadline = True
-                    return
-                claimed_at = clock()
-                rows = await asyncio.to_thread(repository.claim, location_id, run.claim_id,
-                                               lease_seconds=lease_seconds, limit=int(min(chunk_size, remaining)),
-                                               campaign=campaign)
-                if not rows:
-                    return
-                remaining -= len(rows)
-                push_by = claimed_at + lease_seconds - min(LEASE_SAFETY_SECONDS, lease_seconds / 4)
-                for row in rows:
-                    await queue.put((row, push_by))
-        except errors.BridgeError as exc:
-            run.abort_reason = f"claiming prospects failed: {exc.message}"
-        finally:
-            for _ in range(workers):
-                await queue.put(None)
-
-    async def work() -> None:
-        while (item := await queue.get()) is not None:
-            row, push_by = item
-            await answers.put(await _push_one(run, client, settings, mapping, row, push_by, clock))
-
-    async def write() -> None:
-        done = False
-        while not done:
-            batch = [await answers.get()]
-            while not answers.empty():
-                batch.append(answers.get_nowait())
-            if batch[-1] is None:
-                batch.pop()
-                done = True
-            if batch:
-                await _write_results(repository, settings, run, batch)
-
-    writer = asyncio.create_task(write())
-    try:
-        await asyncio.gather(produce(), *(work() for _ in range(workers)))
-    finally:
-        await answers.put(None)
-        await writer
+    await work_leased_rows(
+        run, claim=partial(repository.claim, run.summary.location_id, run.claim_id, lease_seconds=lease_seconds,
+                           campaign=campaign),
+        work=partial(_push_one, run, client, settings, mapping, clock=clock),
+        write=partial(_write_results, repository, settings, run),
+        workers=settings.ghl_max_in_flight, lease_seconds=lease_seconds, limit=limit, deadline=deadline, clock=clock)
 
 
 async def _push_one(run: _LocationRun, client, settings, mapping, row, push_by: float, clock) -> _Result:
@@ -280,19 +218,16 @@ async def _push_one(run: _LocationRun, client, settings, mapping, row, push_by: 
     try:
         answer = await client.upsert_contact(plan.body)
     except errors.BudgetExhausted as exc:
-        run.abort_reason = run.abort_reason or f"daily GHL budget spent: {exc.message}"
+        run.stop(f"daily GHL budget spent: {exc.message}")
         return _Result(prospect_id, "released")
     except errors.GhlPermanentError as exc:
         if exc.status_code in _AUTH_STATUSES:
-            run.abort_reason = run.abort_reason or f"GHL refused the location's token: {exc.message}"
+            run.stop(f"GHL refused the location's token: {exc.message}")
             return _Result(prospect_id, "released")
         run.consecutive_transient = 0
         return _failed(run, prospect_id, exc.message)
     except errors.TransientError as exc:
-        run.consecutive_transient += 1
-        if run.consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT_FAILURES:
-            run.abort_reason = run.abort_reason or (
-                f"GHL failed {run.consecutive_transient} pushes in a row (last: {exc.message}); stopped early")
+        run.transient_failure("pushes", exc.message)
         return _failed(run, prospect_id, exc.message)
     except Exception as exc:  # noqa: BLE001 - a bug for one prospect is recorded on it, the run goes on
         log.exception("unexpected error pushing a prospect",
@@ -319,27 +254,13 @@ def _failed(run: _LocationRun, prospect_id: str, message: str) -> _Result:
 
 async def _write_results(repository, settings, run: _LocationRun, batch: list[_Result]) -> None:
     rows = [result.as_row() for result in batch]
-    for attempt in range(3):
-        try:
-            written = await asyncio.to_thread(
-                repository.record_results, run.claim_id, rows, backoff_base_seconds=BACKOFF_BASE_SECONDS,
-                backoff_cap_seconds=settings.sync_max_attempts_backoff_seconds)
-        except errors.TransientError as exc:
-            if attempt == 2:
-                run.write_errors += len(rows)
-                log.error("could not record sync results", extra={"fields": {
-                    "location_id": run.summary.location_id, "results": len(rows), "reason": exc.message}})
-                return
-            await asyncio.sleep(0.2 * 2 ** attempt)
-        except errors.BridgeError as exc:
-            run.write_errors += len(rows)
-            log.error("could not record sync results", extra={"fields": {
-                "location_id": run.summary.location_id, "results": len(rows), "reason": exc.message}})
-            return
-        else:
-            # Fewer written than sent: those claims expired and another run took them (it writes them).
-            run.lost_claims += len(rows) - written
-            return
+    written = await record_answers(run, partial(
+        repository.record_results, run.claim_id, rows, backoff_base_seconds=BACKOFF_BASE_SECONDS,
+        backoff_cap_seconds=settings.sync_max_attempts_backoff_seconds), len(rows),
+        log=log, failure="could not record sync results")
+    if written is not None:
+        # Fewer written than sent: those claims expired and another run took them (it writes them).
+        run.lost_claims += len(rows) - written
 
 
 def _run_outcome(run: _LocationRun, mapping: CustomFieldMapping) -> tuple[str, str | None]:
