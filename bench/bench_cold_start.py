@@ -281,12 +281,11 @@ def main() -> int:
         framework = [time_import(python, hello, env, "functions_framework") for _ in range(args.runs)]
         # What the adapter's client costs on top of what every function has loaded by then (pydantic, httpx).
         loaded = "import pydantic, httpx"
-        supabase = [time_import(python, hello, env, "supabase", loaded) for _ in range(args.runs)]
         postgrest = [time_import(python, hello, env, "postgrest", loaded) for _ in range(args.runs)]
         print(f"baseline: python -c pass {median_ms(bare):.0f} ms (whole process); "
               f"import functions_framework {median_ms(framework):.0f} ms; "
-              f"with pydantic+httpx loaded: import supabase {median_ms(supabase):.0f} ms, "
-              f"its postgrest client alone {median_ms(postgrest):.0f} ms")
+              f"with pydantic+httpx loaded: import postgrest (supabase-py's PostgREST client, all the artifacts "
+              f"carry of supabase-py) {median_ms(postgrest):.0f} ms")
         header = (f"{'function':<26} {'import main':>12} {'listening':>10} {'first req':>10} {'(its latency)':>14} "
                   f"{'warm req':>9} {'CPU to first req':>17}")
         print(header)
