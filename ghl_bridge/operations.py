@@ -137,19 +137,24 @@ def _with_spinner(description: str, work: Callable[[], Any]) -> Any:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         progress.add_task(description, total=None)
-        result: dict[str, Any] = {}
+        return _run_showing(progress, work)
 
-        def target() -> None:
-            try:
-                result["value"] = work()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                result["error"] = exc
 
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.1)
-            progress.refresh()
+def _run_showing(progress, work: Callable[[], Any]) -> Any:
+    """work() in a thread while the progress display keeps refreshing here; its result, or its error re-raised."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+        progress.refresh()
     if "error" in result:
         raise result["error"]
     return result["value"]
@@ -360,29 +365,15 @@ def cmd_enrich(args: argparse.Namespace) -> int:
     what = f"location {args.location}" if args.location else "every active location"
     console = _stderr_console()
     started = time.monotonic()
-    result: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"enriching calls of {what}", total=total or None)
-
-        def work() -> None:
-            try:
-                result["value"] = run_enrich(database, settings, recordings=recordings, location_id=args.location,
-                                             limit=args.limit,
-                                             deadline=time.monotonic() + settings.enrich_deadline_seconds,
-                                             progress=lambda n: progress.advance(task, n))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in this thread
-                result["error"] = exc
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.1)
-            progress.refresh()
-    if "error" in result:
-        raise result["error"]
+        summaries = _run_showing(progress, lambda: run_enrich(
+            database, settings, recordings=recordings, location_id=args.location, limit=args.limit,
+            deadline=time.monotonic() + settings.enrich_deadline_seconds,
+            progress=lambda n: progress.advance(task, n)))
     output = {"source": source, "recordings": recordings is not None, "seconds": round(time.monotonic() - started, 3),
-              "locations": [summary.to_dict() for summary in result["value"]]}
+              "locations": [summary.to_dict() for summary in summaries]}
     if args.json:
         _print_json(output)
     else:

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_WEBHOOK_SECRET, unique
@@ -78,3 +79,16 @@ def webhook_app(stack, monkeypatch):
 
 def secret_headers(**extra: str) -> dict[str, str]:
     return {"X-Webhook-Secret": TEST_WEBHOOK_SECRET, "Content-Type": "application/json", **extra}
+
+
+@pytest.fixture(scope="module")
+def url(stack):
+    """The webhook's URL through the local stack's gateway (the stack tests' target)."""
+    return stack["functions"]["ghl-call-webhook"]
+
+
+@pytest.fixture(scope="module")
+def http():
+    """One HTTP client per test module for the stack tests."""
+    with httpx.Client(timeout=30) as client:
+        yield client

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,17 +20,6 @@ from tests.conftest import TEST_WEBHOOK_SECRET, unique
 pytestmark = pytest.mark.stack
 
 HEADERS = {"X-Webhook-Secret": TEST_WEBHOOK_SECRET, "Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def url(stack):
-    return stack["functions"]["ghl-call-webhook"]
-
-
-@pytest.fixture(scope="module")
-def http():
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 
 from shared.domain.calls import CANONICAL_DISPOSITIONS
@@ -17,17 +16,6 @@ from tests.webhook.conftest import load_fixture, with_ids
 pytestmark = pytest.mark.stack
 
 HEADERS = {"X-Webhook-Secret": TEST_WEBHOOK_SECRET, "Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def url(stack):
-    return stack["functions"]["ghl-call-webhook"]
-
-
-@pytest.fixture(scope="module")
-def http():
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 # GHL-FACTS' table: raw status -> (stored status, connected, inferred disposition)
