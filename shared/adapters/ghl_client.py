@@ -39,6 +39,7 @@ from shared.domain.ghl_models import (
     CallMessage, CallMessagesPage, Contact, ContactSearchPage, CustomField, TranscriptSentence,
     UpsertContactResult, ghl_datetime,
 )
+from shared.domain.strict_json import loads_storable
 from shared.errors import BudgetExhausted, GhlPermanentError, GhlTransientError
 from shared.logs import get_logger
 
@@ -76,7 +77,7 @@ class ClientStats:
 def _ghl_message(response: httpx.Response) -> str:
     """GHL's error message (`message` is a string or, for validation errors, a list of strings)."""
     try:
-        body = response.json()
+        body = loads_storable(response.content)
     except ValueError:
         return (response.text or response.reason_phrase or "")[:_MESSAGE_LIMIT]
     if isinstance(body, dict):
@@ -85,6 +86,15 @@ def _ghl_message(response: httpx.Response) -> str:
             message = "; ".join(str(item) for item in message)
         return str(message)[:_MESSAGE_LIMIT]
     return str(body)[:_MESSAGE_LIMIT]
+
+
+def _decoded(response: httpx.Response, method: str, path: str) -> Any:
+    """An answer's JSON, storable as the database needs it (strict_json.loads_storable: GHL's text may hold a NUL)."""
+    try:
+        return loads_storable(response.content)
+    except ValueError as exc:
+        raise GhlTransientError(f"GHL {method} {path} answered {response.status_code} with a body that is "
+                                "not JSON") from exc
 
 
 class GhlClient:
@@ -200,12 +210,7 @@ class GhlClient:
             await self._sleep(delay)
 
     async def _json(self, method: str, path: str, **kwargs) -> Any:
-        response = await self._request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise GhlTransientError(f"GHL {method} {path} answered {response.status_code} with a body that is "
-                                    "not JSON") from exc
+        return _decoded(await self._request(method, path, **kwargs), method, path)
 
     # ---- contacts ----------------------------------------------------------------------------------
 
@@ -350,6 +355,6 @@ class GhlClient:
         response = await self._request("GET", path, version=VERSION_CONVERSATIONS, answers=frozenset({422}))
         if response.status_code == 422:
             return []
-        data = response.json()
+        data = _decoded(response, "GET", path)
         items = data if isinstance(data, list) else [data] if isinstance(data, dict) and data else []
         return [TranscriptSentence.from_api(item) for item in items]

@@ -1,4 +1,8 @@
-"""The one rule for what a JSON body may hold (pure): strict JSON that the database can store.
+"""The one rule for what JSON may hold (pure): strict JSON that the database can store.
+
+Two uses of the one rule: `loads_strict` for what a caller sends us (refused with a 400), `loads_storable` for
+what GHL answers (cleaned: we cannot send it back, and a value the database refuses would fail its batch on
+every retry).
 
 Python's `json` accepts more than RFC 8259 and more than Postgres can keep. `loads_strict` refuses, each with a
 BadRequest naming the problem:
@@ -103,3 +107,32 @@ def loads_strict(text: str):
             raise UnstorableJson(f"{_sanitised(where)} holds {what}, which cannot be stored; remove it", value)
     return value
 
+
+
+def _storable(value):
+    """value with NUL and lone surrogates removed from every string and key."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHAR.sub("", value)
+    if isinstance(value, dict):
+        return {_UNSTORABLE_CHAR.sub("", key): _storable(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_storable(child) for child in value]
+    return value
+
+
+def _finite_or_none(literal: str) -> float | None:
+    value = float(literal)
+    return None if math.isinf(value) else value
+
+
+_LENIENT_DECODER = json.JSONDecoder(parse_constant=lambda name: None, parse_float=_finite_or_none)
+
+
+def loads_storable(text: str | bytes):
+    """json.loads for an upstream answer (GHL), made storable by the same rule: NaN/Infinity and numbers that
+    overflow become null, NUL and lone surrogates are removed from strings. Not JSON: ValueError, as json.loads.
+    Cheap on normal answers: the cleaning walk runs only when the text holds a suspect escape."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    value = _LENIENT_DECODER.decode(text)
+    return _storable(value) if _SUSPECT_ESCAPE.search(text) else value

@@ -246,3 +246,26 @@ def test_a_refused_transcript_does_not_hold_up_the_recording(stack, db, database
     assert summary.not_ready == 1 and summary.status == "success" and row["enrichment_status"] == "pending"
     assert row["enrichment_last_error"].startswith("transcript: GHL answered 400")
     assert "; recording: GHL has none yet (422)" in row["enrichment_last_error"]
+
+
+def test_a_transcript_the_database_cannot_hold_as_sent_is_stored_cleaned(stack, db, database, settings, recordings,
+                                                                         ghl_sandbox, media_location):
+    """GHL's text with NULs (neither text nor jsonb can hold one) and a 100 KB sentence: the call is enriched with
+    the NULs removed, not written over and over as a failing batch (lone surrogates: the pure test)."""
+    location = media_location()
+    long_text = "word " * 20_000
+    hostile = [{"mediaChannel": 1, "sentenceIndex": 1, "startTime": 0, "endTime": 900, "transcript": "Hel\x00lo",
+                "confidence": 0.9},
+               {"mediaChannel": 2, "sentenceIndex": 2, "startTime": 1000, "endTime": 2000, "transcript": "a\x00b",
+                "confidence": 0.9},
+               {"mediaChannel": 2, "sentenceIndex": 3, "startTime": 3000, "endTime": 4000, "transcript": long_text,
+                "confidence": 0.9}]
+    call_id = add_ghl_call(ghl_sandbox, location, sentences=hostile)
+    send_webhook(stack, completed_hit(call_id, location.id))
+
+    summary = enrich(database, settings, recordings, location.id)
+
+    row = call_row(db, call_id)
+    assert (row["enrichment_status"], summary.done, summary.status) == ("done", 1, "success"), summary
+    assert row["transcript"] == f"Agent: Hello\nContact: ab\nContact: {long_text.strip()}"
+    assert [s["transcript"] for s in row["transcript_sentences"]][:2] == ["Hello", "ab"]

@@ -251,3 +251,15 @@ def test_strict_json_is_not_fooled_by_neighbouring_escapes(text):
 
     with pytest.raises(errors.BadRequest, match="cannot be stored"):
         loads_strict(text)
+
+
+def test_an_upstream_answer_is_made_storable_not_refused():
+    """GHL's answers go through the same rule, cleaned instead of refused (strict_json.loads_storable)."""
+    from shared.domain.strict_json import loads_storable
+
+    assert loads_storable('{"a": NaN, "b": 1e400, "c": -Infinity, "d": 1.5}') == {"a": None, "b": None, "c": None,
+                                                                                  "d": 1.5}
+    assert loads_storable(b'{"t": "Hel\\u0000lo", "k\\u0000": ["a\\ud800b", "\\ud83d\\ude00"]}') == {
+        "t": "Hello", "k": ["ab", "\U0001F600"]}
+    with pytest.raises(ValueError):
+        loads_storable(b"not json")
