@@ -109,12 +109,17 @@ def loads_strict(text: str):
 
 
 
+def storable_text(text: str) -> str:
+    """text without what the database cannot hold in text or jsonb (NUL, lone surrogates)."""
+    return _UNSTORABLE_CHAR.sub("", text)
+
+
 def _storable(value):
     """value with NUL and lone surrogates removed from every string and key."""
     if isinstance(value, str):
-        return _UNSTORABLE_CHAR.sub("", value)
+        return storable_text(value)
     if isinstance(value, dict):
-        return {_UNSTORABLE_CHAR.sub("", key): _storable(child) for key, child in value.items()}
+        return {storable_text(key): _storable(child) for key, child in value.items()}
     if isinstance(value, list):
         return [_storable(child) for child in value]
     return value

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import errors
-from shared.domain.strict_json import UnstorableJson
+from shared.domain.strict_json import UnstorableJson, storable_text
 from shared.domain.webhook_payload import parse_call_payload
 from shared.http import parse_json_object
 from shared.logs import get_logger
@@ -73,7 +73,7 @@ def _column_text(value: str | None, limit: int = 200) -> str | None:
     rejection's own insert cannot be refused for what it writes."""
     if value is None:
         return None
-    return value.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")[:limit] or None
+    return storable_text(value)[:limit] or None
 
 
 def _exact_bytes(raw_body: bytes, text: str) -> str | None:
