@@ -56,7 +56,8 @@ _QUERIES: dict[str, str] = {
                          format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
                          'default', pg_get_expr(ad.adbin, ad.adrelid), 'generated', nullif(a.attgenerated, ''),
                          'identity', nullif(a.attidentity, ''),
-                         'collation', CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation::regcollation::text END,
+                         'collation',
+                         CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation::regcollation::text END,
                          'acl', {_ACL.format(col='a.attacl')},
                          'comment', col_description(c.oid, a.attnum))
         FROM pg_attribute a

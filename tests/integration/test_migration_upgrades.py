@@ -97,3 +97,33 @@ def test_a_database_of_an_earlier_release_upgrades_to_what_a_fresh_one_is(releas
     out_of_order = {v for v in today - at_release if v < max(at_release)}
     assert out_of_order <= RESTORED_VERSIONS, f"files older than {release}'s newest version: {sorted(out_of_order)}"
     assert after_upgrade == today
+
+
+def test_the_comparison_names_each_kind_of_difference(server, fresh_catalog):
+    """A change of each kind the issue lists is found and named (so a pass above means the same catalog)."""
+    changes = {
+        "differs: column public.sales_calls.notes": "ALTER TABLE sales_calls ALTER COLUMN notes SET DEFAULT 'x'",
+        "differs: constraint public.ghl_import_batches.ghl_import_batches_status_check":
+            "ALTER TABLE ghl_import_batches DROP CONSTRAINT ghl_import_batches_status_check, ADD CONSTRAINT "
+            "ghl_import_batches_status_check CHECK (status IN ('pending', 'processing', 'completed'))",
+        "extra: index public.calls_notes_idx": "CREATE INDEX calls_notes_idx ON calls (notes)",
+        "differs: trigger public.sales_calls.sales_calls_set_updated_at":
+            "ALTER TABLE sales_calls DISABLE TRIGGER sales_calls_set_updated_at",
+        "differs: function public.normalize_call_status(raw text)":
+            "ALTER FUNCTION normalize_call_status(text) SET search_path = public",
+        "extra: view public.call_notes": "CREATE VIEW call_notes AS SELECT notes FROM calls",
+        "differs: relation public.clients": "ALTER TABLE clients DISABLE ROW LEVEL SECURITY",
+        "extra: policy public.contacts.anon_reads":
+            "CREATE POLICY anon_reads ON contacts FOR SELECT TO anon USING (true)",
+        "differs: relation public.ghl_integrations": "GRANT SELECT ON ghl_integrations TO PUBLIC",
+        "missing: column public.calls.recording_path": "ALTER TABLE calls DROP COLUMN recording_path",
+        "differs: column public.call_fields.notes":
+            "ALTER TYPE call_fields DROP ATTRIBUTE notes, ADD ATTRIBUTE notes text",  # moved last
+    }
+    with throwaway_database(server) as url:
+        database.prepare_database(url, seed=False)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in changes.values():
+                conn.execute(statement)
+        found = catalog.differences(fresh_catalog, catalog.snapshot_of(url))
+    assert set(changes) <= set(found), sorted(set(changes) - set(found))
