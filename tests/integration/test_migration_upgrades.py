@@ -127,3 +127,75 @@ def test_the_comparison_names_each_kind_of_difference(server, fresh_catalog):
                 conn.execute(statement)
         found = catalog.differences(fresh_catalog, catalog.snapshot_of(url))
     assert set(changes) <= set(found), sorted(set(changes) - set(found))
+
+
+# ---- Calls stored while an upgraded database ran the old merge (20261204000200 backfills them) ----
+
+OLD_MERGE_DATABASE = ("1097d79", "3387666")  # made before the disposition names, upgraded after them
+STATUS = {"callStatus": "completed", "direction": "outbound", "duration": 30}
+# call -> its webhook bodies (after the status hit), as GHL's Disposition workflow sends them
+DISPOSITION_HITS = {
+    "mapped": [{"disposition": "booked"}],  # the issue's example: only the location's mapping knows it
+    "synonym_under_custom_data": [{"customData": {"call_disposition": "  not interested "}}],
+    "unmapped": [{"Disposition": "Left a weird note"}],
+    "two_labels": [{"disposition": "booked"}, {"disposition": "voicemail"}],  # order unknown: left alone
+    "no_label": [],
+}
+FIXABLE = {"mapped", "synonym_under_custom_data", "unmapped"}
+
+
+def send_hits(url: str, run: str) -> None:
+    """Each call's hits through ingest_call_event with the payload the webhook builds (its real parser)."""
+    import json
+
+    from shared.domain.webhook_payload import parse_call_payload
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        client = conn.execute("INSERT INTO clients (name) VALUES ('backfill') RETURNING id").fetchone()[0]
+        for location, kind in ((f"loc_internal_{run}", "internal"), (f"loc_client_{run}", "client")):
+            conn.execute("INSERT INTO ghl_integrations (location_id, api_token, integration_type, client_id, "
+                         "disposition_mapping) VALUES (%s, 'token', %s, %s, %s)",
+                         (location, kind, client if kind == "client" else None,
+                          json.dumps({"Booked!": "Meeting Booked"})))
+            for call, hits in DISPOSITION_HITS.items():
+                for body in [STATUS, *hits]:
+                    payload = parse_call_payload({"callId": f"{call}_{location}", "locationId": location, **body})
+                    conn.execute("SELECT ingest_call_event(%s::jsonb)", (json.dumps(payload.to_sql_payload()),))
+
+
+def stored_calls(url: str) -> dict[str, tuple]:
+    with psycopg.connect(url) as conn:
+        return {row[0].rsplit("_loc_", 1)[0] + ("@calls" if table == "calls" else ""): row[1:]
+                for table in ("sales_calls", "calls")
+                for row in conn.execute(f"SELECT external_call_id, disposition, disposition_source, disposition_label, "
+                                        f"updated_at FROM {table}")}
+
+
+def test_calls_stored_by_the_old_merge_get_what_a_fresh_database_gives_them(server, tmp_path):
+    run = uuid.uuid4().hex[:6]
+    with throwaway_database(server) as fresh:
+        database.prepare_database(fresh, seed=False)
+        send_hits(fresh, run)
+        expected = stored_calls(fresh)
+
+    made_at, upgraded_to = (git_history.commit(ref) for ref in OLD_MERGE_DATABASE)
+    with throwaway_database(server) as url:
+        database.apply_bootstrap(url, git_history.file_at(made_at, BOOTSTRAP_SQL))
+        git_history.export_migrations(made_at, tmp_path / "made")
+        git_history.export_migrations(upgraded_to, tmp_path / "upgraded")
+        database.apply_migrations(url, tmp_path / "made")
+        database.apply_migrations(url, tmp_path / "upgraded")  # the old merge runs on, with the new columns
+        send_hits(url, run)
+        before = stored_calls(url)
+        database.prepare_database(url, seed=False)
+        after = stored_calls(url)
+
+    assert before["mapped"][:3] == (None, None, None), "the old merge should have lost the label (the issue)"
+    assert expected["mapped"][:3] == ("Meeting Booked", "chosen", "booked")
+    for call in expected:
+        if call.split("@")[0] in FIXABLE:
+            assert after[call][:3] == expected[call][:3], call
+        else:
+            assert after[call] == before[call], f"{call} was touched"  # updated_at included
+    assert {call for call in after if after[call] != before[call]} == {
+        call for call in before if call.split("@")[0] in FIXABLE}
