@@ -15,6 +15,11 @@ from ghl_bridge.paths import MIGRATIONS_DIR, PROJECT_ROOT
 
 MIGRATIONS_PATH = MIGRATIONS_DIR.relative_to(PROJECT_ROOT).as_posix()  # supabase/migrations
 
+# Versions the migration fold (f06d505) removed after databases made at 1097d79 had recorded them, restored as
+# documented no-ops. A database made after the fold has not recorded them, and they sort before its newest
+# version: `supabase db push` applies them only with --include-all (deploy.sh passes it; docs/deploy.md).
+RESTORED_VERSIONS = frozenset({"20261126001200", "20261126004000"})
+
 
 def git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True)

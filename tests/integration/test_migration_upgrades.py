@@ -8,8 +8,11 @@ recorded) applies today's migrations. Its whole catalog (ghl_bridge/stack/catalo
 defaults, constraints, indexes, triggers, functions, views, RLS and policies, grants, ...) must equal a fresh
 database's; any difference fails with the object named.
 
-This is what keeps a function's definition in one place now that a later migration may redefine it: whatever
-a redefinition changes, an upgraded database must end with exactly what a fresh one has (docs/deploy.md).
+It replaces the test that each SQL function was defined in one migration (a later migration redefining a
+function is now the normal way to change it). That test kept stale definitions from surviving anywhere; now,
+whatever redefinitions a database went through, it must end with exactly the definitions a fresh one has.
+The last test here checks the one data repair (20261204000200): calls stored while an upgraded database ran
+the old merge get what a fresh database gives the same hits, and no other row is touched.
 
 Add a release point: append the commit (every landed main is a release) to RELEASE_POINTS. A commit missing
 from the clone fails the test saying so (a shallow clone must fetch the history); it never skips.
@@ -29,11 +32,6 @@ from ghl_bridge.stack import catalog, database
 from tests.integration import git_history
 
 RELEASE_POINTS = ["1097d79", "3387666"]
-
-# Versions the migration fold (f06d505) removed after databases had recorded them, restored as documented
-# no-ops. A database made after the fold has not recorded them, and they sort before its newest version:
-# `supabase db push` applies such files only with --include-all (deploy.sh passes it; docs/deploy.md).
-RESTORED_VERSIONS = {"20261126001200", "20261126004000"}
 
 
 def version_of(file_name: str) -> str:
@@ -95,7 +93,8 @@ def test_a_database_of_an_earlier_release_upgrades_to_what_a_fresh_one_is(releas
     # --include-all (allowed only for the restored no-ops).
     assert at_release - today == set(), f"versions {release} recorded have no file today"
     out_of_order = {v for v in today - at_release if v < max(at_release)}
-    assert out_of_order <= RESTORED_VERSIONS, f"files older than {release}'s newest version: {sorted(out_of_order)}"
+    assert out_of_order <= git_history.RESTORED_VERSIONS, (
+        f"files older than {release}'s newest version: {sorted(out_of_order)}")
     assert after_upgrade == today
 
 
