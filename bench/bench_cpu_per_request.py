@@ -2,7 +2,8 @@
 """Benchmark: process CPU per GHL request of the sync and enrichment workers, before and after, in one run.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/bench_cpu_per_request.py \
-        [--locations 5] [--prospects 110] [--calls 55] [--recording-bytes 65536] [--jobs sync,enrich] [--before REV]
+        [--locations 5,20] [--prospects 110] [--calls 55] [--recording-bytes 65536] [--jobs sync,enrich] \
+        [--before REV]
 
 Starts a local stack of its own (database, PostgREST, moto S3, the GHL sandbox on free ports); every location
 is a fresh sandbox location at 100 requests / 10 s with 150 ms latency (as issue 22 measured). For each job and
@@ -245,48 +246,63 @@ def describe(figures: dict, label: str) -> str:
             f"{figures['contract_violations']}")
 
 
+def marginal_ms(small: dict, large: dict) -> float:
+    """CPU per request of the requests the larger run added: what scales, start-up and one-off costs left out."""
+    return 1000 * (large["process_cpu"] - small["process_cpu"]) / max(large["requests"] - small["requests"], 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--locations", type=int, default=5)
+    parser.add_argument("--locations", default="5,20",
+                        help="location counts to run (comma-separated); the first is the headline, the difference "
+                             "between the first and the last gives the marginal CPU per request")
     parser.add_argument("--prospects", type=int, default=110, help="prospects per location (sync)")
     parser.add_argument("--calls", type=int, default=55, help="calls per location (enrich: 2 requests per call)")
     parser.add_argument("--recording-bytes", type=int, default=65536, help="size of every recording (enrich)")
     parser.add_argument("--jobs", default="sync,enrich")
     parser.add_argument("--before", default=BASELINE_REV, help="the git revision measured as 'before'")
-    parser.add_argument("--rounds", type=int, default=1, help="before/after pairs per job (alternating)")
     args = parser.parse_args()
     jobs = [job.strip() for job in args.jobs.split(",") if job.strip()]
+    sizes = [int(n) for n in args.locations.split(",") if n.strip()]
 
     temp = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     before_root = export_code(args.before, temp / "before")
+    # compiled like the installed tree, so "before" pays no byte-compiling that "after" does not
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(before_root / "shared"),
+                    str(before_root / "ghl_bridge")], check=True)
     stack, info = start_stack(temp / "stack")
-    results: dict[tuple[str, str], list[dict]] = {}
+    results: dict[tuple[str, str, int], dict] = {}
     try:
         print(f"sandbox at {info['ghl_sandbox_url']}: {BURST} requests / {WINDOW_MS / 1000:g} s per location, "
               f"{LATENCY_MS} ms latency; before = {args.before} (git archive in {before_root}), after = {ROOT}; "
               f"{os.cpu_count()} cores (shared)", flush=True)
         for job in jobs:
             per_location = args.prospects if job == "sync" else args.calls
-            for _ in range(args.rounds):
+            for size in sizes:
                 for label, code_root in (("before", before_root), ("after", None)):
-                    figures = measure_cpu_per_request(info, job, locations=args.locations, per_location=per_location,
+                    figures = measure_cpu_per_request(info, job, locations=size, per_location=per_location,
                                                       code_root=code_root, recording_bytes=args.recording_bytes)
-                    results.setdefault((job, label), []).append(figures)
+                    results[(job, label, size)] = figures
                     print(describe(figures, label), f"[shared from {figures['shared']}]", flush=True)
         print()
-        print(f"== CPU per GHL request (target <= {TARGET_MS} ms) ==")
+        print(f"== CPU per GHL request (process CPU / GHL requests; target <= {TARGET_MS} ms) ==")
         for job in jobs:
-            before, after = results[(job, "before")], results[(job, "after")]
-            b = sum(f["ms_per_request"] for f in before) / len(before)
-            a = sum(f["ms_per_request"] for f in after) / len(after)
-            br = sum(f["run_ms_per_request"] for f in before) / len(before)
-            ar = sum(f["run_ms_per_request"] for f in after) / len(after)
-            verdict = "MET" if a <= TARGET_MS else "MISSED"
-            extra = f" (recordings of {args.recording_bytes} bytes)" if job == "enrich" else ""
-            print(f"{job:<6}{extra}: process CPU per request {b:.2f} ms -> {a:.2f} ms ({b / a:.1f}x less) -> "
-                  f"target {verdict}; without start-up {br:.2f} ms -> {ar:.2f} ms; wall/floor "
-                  f"{sum(f['wall_over_floor'] for f in before) / len(before):.2f} x -> "
-                  f"{sum(f['wall_over_floor'] for f in after) / len(after):.2f} x")
+            extra = f", recordings of {args.recording_bytes} bytes" if job == "enrich" else ""
+            for size in sizes:
+                before, after = results[(job, "before", size)], results[(job, "after", size)]
+                verdict = "MET" if after["ms_per_request"] <= TARGET_MS else "MISSED"
+                print(f"{job:<6} {size:>3} locations{extra}: {before['ms_per_request']:.2f} ms -> "
+                      f"{after['ms_per_request']:.2f} ms ({before['ms_per_request'] / after['ms_per_request']:.1f}x "
+                      f"less) -> target {verdict}; without start-up {before['run_ms_per_request']:.2f} -> "
+                      f"{after['run_ms_per_request']:.2f} ms; wall/window floor {before['wall_over_floor']:.2f} x -> "
+                      f"{after['wall_over_floor']:.2f} x")
+            if len(sizes) > 1:
+                small, large = sizes[0], sizes[-1]
+                b = marginal_ms(results[(job, "before", small)], results[(job, "before", large)])
+                a = marginal_ms(results[(job, "after", small)], results[(job, "after", large)])
+                verdict = "MET" if a <= TARGET_MS else "MISSED"
+                print(f"{job:<6} marginal ({small} -> {large} locations: the CPU the added requests cost): "
+                      f"{b:.2f} ms -> {a:.2f} ms per request -> target {verdict}")
     finally:
         stack.down()
     shutil.rmtree(temp, ignore_errors=True)
