@@ -6,16 +6,20 @@
         [--before REV]
 
 Starts a local stack of its own (database, PostgREST, moto S3, the GHL sandbox on free ports); every location
-is a fresh sandbox location at 100 requests / 10 s with 150 ms latency (as issue 22 measured). For each job and
-each code version it seeds fresh locations, runs the worker as the operator does (`ghl-bridge sync --json`,
-`ghl-bridge enrich --json`, one process for all locations) and measures:
+is a fresh sandbox location at 100 requests / 10 s with 150 ms latency (as issue 22 measured). Jobs: `sync` (110
+prospects per location), `enrich` (55 calls per location, each a transcript and a recording streamed to moto S3:
+the upload's CPU is part of the path), `enrich-transcripts` (recordings off: 110 calls, the transcript only). For
+each job, location count and code version it seeds fresh locations, runs the worker as the operator does
+(`ghl-bridge sync --json`, `ghl-bridge enrich --json`, one process for all locations) and measures:
 
 - process CPU: user + system seconds of the worker process (getrusage of the child: interpreter start-up,
   imports and every thread included), as the issue measured it;
 - run CPU: the same process's CPU from the moment the CLI command starts (start-up and the CLI's imports left
   out; the services' own lazy imports stay in);
 - GHL requests: what the sandbox counted for those locations (retries and 429s included);
-- wall time against the window floor ((ceil(requests per location / 100) - 1) x 10 s + one latency).
+- wall time against the window floor ((ceil(requests per location / 100) - 1) x 10 s + one latency);
+- with two location counts (default 5 and 20), the marginal CPU per request: what the requests the larger run
+  added cost, start-up and one-off costs (imports, clients, TLS contexts) left out.
 
 "before" is the code of main at --before (default 3387666, exported with `git archive` into a temporary folder
 that goes first on the worker's PYTHONPATH); "after" is this working tree. Both run against the same stack,
@@ -148,6 +152,13 @@ def export_code(rev: str, into: Path) -> Path:
 
 # ---- one worker run ---------------------------------------------------------------------------------
 
+JOBS = {  # job -> (CLI command, GHL requests per item, extra environment)
+    "sync": ("sync", 1, {}),
+    "enrich": ("enrich", 2, {}),  # transcript + recording (streamed to moto S3) per call
+    "enrich-transcripts": ("enrich", 1, {"RECORDINGS_ENABLED": "false"}),  # the transcript only
+}
+
+
 def worker_env(info: dict, code_root: Path | None = None) -> dict[str, str]:
     env = {**os.environ, "SUPABASE_URL": info["supabase_url"], "SUPABASE_SERVICE_ROLE_KEY": info["service_role_key"],
            "GHL_API_BASE_URL": info["ghl_sandbox_url"], "SPOOL_S3_ENDPOINT_URL": info["s3_endpoint_url"],
@@ -163,12 +174,14 @@ def worker_command(job: str) -> list[str]:
 
 
 def run_worker(job: str, info: dict, code_root: Path | None = None, prefix: list[str] | None = None) -> dict:
-    """`ghl-bridge <job> --json` in a child process; its wall time, process CPU (getrusage) and run CPU.
-    `prefix`: a command that starts the worker (e.g. py-spy record ... --)."""
+    """`ghl-bridge <command> --json` for `job` (see JOBS) in a child process; its wall time, process CPU (getrusage)
+    and run CPU. `prefix`: a command that starts the worker (e.g. py-spy record ... --)."""
     cwd = code_root or ROOT
+    command, _, extra_env = JOBS[job]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen([*(prefix or []), *worker_command(job)], env=worker_env(info, code_root), cwd=cwd,
+        child = subprocess.Popen([*(prefix or []), *worker_command(command)], env={**worker_env(info, code_root),
+                                                                                    **extra_env}, cwd=cwd,
                                  stdout=out, stderr=err)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
@@ -205,10 +218,10 @@ def measure_cpu_per_request(info: dict, job: str, *, locations: int = 5, per_loc
             SandboxAdmin(info["ghl_sandbox_url"]) as admin:
         if job == "sync":
             ids = seed_sync(db, admin, locations, per_location)
-        elif job == "enrich":
+        elif job in JOBS:
             ids = seed_enrich(db, admin, locations, per_location, recording_bytes)
         else:
-            raise ValueError(f"job must be sync or enrich, not {job!r}")
+            raise ValueError(f"job must be one of {', '.join(JOBS)}, not {job!r}")
         try:
             run = run_worker(job, info, code_root, prefix)
         finally:
@@ -257,9 +270,10 @@ def main() -> None:
                         help="location counts to run (comma-separated); the first is the headline, the difference "
                              "between the first and the last gives the marginal CPU per request")
     parser.add_argument("--prospects", type=int, default=110, help="prospects per location (sync)")
-    parser.add_argument("--calls", type=int, default=55, help="calls per location (enrich: 2 requests per call)")
+    parser.add_argument("--calls", type=int, default=55, help="calls per location (enrich: 2 requests per call; "
+                        "enrich-transcripts: twice as many calls, 1 request each)")
     parser.add_argument("--recording-bytes", type=int, default=65536, help="size of every recording (enrich)")
-    parser.add_argument("--jobs", default="sync,enrich")
+    parser.add_argument("--jobs", default="sync,enrich,enrich-transcripts", help=", ".join(JOBS))
     parser.add_argument("--before", default=BASELINE_REV, help="the git revision measured as 'before'")
     args = parser.parse_args()
     jobs = [job.strip() for job in args.jobs.split(",") if job.strip()]
@@ -277,7 +291,7 @@ def main() -> None:
               f"{LATENCY_MS} ms latency; before = {args.before} (git archive in {before_root}), after = {ROOT}; "
               f"{os.cpu_count()} cores (shared)", flush=True)
         for job in jobs:
-            per_location = args.prospects if job == "sync" else args.calls
+            per_location = args.prospects if job == "sync" else args.calls * 2 // JOBS[job][1]
             for size in sizes:
                 for label, code_root in (("before", before_root), ("after", None)):
                     figures = measure_cpu_per_request(info, job, locations=size, per_location=per_location,

@@ -167,8 +167,10 @@ class GhlClient:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
+            # trust_env off: with it aiohttp reads the proxy variables and ~/.netrc on every request (GHL is
+            # reached directly; no proxy is configured anywhere this runs)
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_in_flight), timeout=self._timeout, trust_env=True)
+                connector=aiohttp.TCPConnector(limit=self._max_in_flight), timeout=self._timeout, trust_env=False)
         return self._http
 
     async def _send(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None,
