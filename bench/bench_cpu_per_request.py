@@ -193,7 +193,8 @@ def run_worker(job: str, info: dict, code_root: Path | None = None, prefix: list
         raise RuntimeError(f"ghl-bridge {job} failed ({child.returncode}): {stderr[-3000:]}")
     figures = [line for line in stderr.splitlines() if line.startswith(_FIGURES)]
     inner = json.loads(figures[-1][len(_FIGURES):]) if figures else {}
-    return {"wall": wall, "process_cpu": usage.ru_utime + usage.ru_stime, "run_cpu": inner.get("run_cpu"),
+    return {"wall": wall, "process_cpu": usage.ru_utime + usage.ru_stime, "system_cpu": usage.ru_stime,
+            "run_cpu": inner.get("run_cpu"),
             "shared": inner.get("shared"), "result": _first_json(stdout)}
 
 
@@ -212,7 +213,7 @@ def measure_cpu_per_request(info: dict, job: str, *, locations: int = 5, per_loc
                             prefix: list[str] | None = None) -> dict:
     """Seed `locations` fresh locations for `job` (sync: prospects; enrich: calls), run the worker once over them
     (code from `code_root`, None: this tree), take them out of later runs, and return the figures:
-    {job, code, locations, per_location, requests, process_cpu, run_cpu, ms_per_request, run_ms_per_request,
+    {job, code, locations, per_location, requests, process_cpu, system_cpu, run_cpu, ms_per_request, run_ms_per_request,
     wall, floor, wall_over_floor, rate_limited, contract_violations, done, shared}."""
     with psycopg.connect(info["database_url"], autocommit=True, row_factory=dict_row) as db, \
             SandboxAdmin(info["ghl_sandbox_url"]) as admin:
@@ -238,7 +239,7 @@ def measure_cpu_per_request(info: dict, job: str, *, locations: int = 5, per_loc
     return {
         "job": job, "code": "this tree" if code_root is None else str(code_root), "shared": run["shared"],
         "locations": locations, "per_location": per_location, "requests": requests,
-        "process_cpu": run["process_cpu"], "run_cpu": run["run_cpu"],
+        "process_cpu": run["process_cpu"], "system_cpu": run["system_cpu"], "run_cpu": run["run_cpu"],
         "ms_per_request": 1000 * run["process_cpu"] / max(requests, 1),
         "run_ms_per_request": 1000 * run["run_cpu"] / max(requests, 1) if run["run_cpu"] is not None else None,
         "wall": run["wall"], "floor": floor, "wall_over_floor": run["wall"] / floor,
@@ -253,7 +254,7 @@ def describe(figures: dict, label: str) -> str:
                 if figures["run_cpu"] is not None else "")
     return (f"{label:<7} {figures['job']:<6}: {figures['locations']} loc x {figures['per_location']} | "
             f"{figures['requests']} GHL requests | process CPU {figures['process_cpu']:.2f} s = "
-            f"{figures['ms_per_request']:.2f} ms/request{run_part} | wall {figures['wall']:.2f} s = "
+            f"{figures['ms_per_request']:.2f} ms/request (system {figures['system_cpu']:.2f} s){run_part} | wall {figures['wall']:.2f} s = "
             f"{figures['wall_over_floor']:.2f} x the window floor ({figures['floor']:.2f} s) | done "
             f"{figures['done']}/{figures['expected']} | 429s {figures['rate_limited']} | contract violations "
             f"{figures['contract_violations']}")
