@@ -177,7 +177,7 @@ class GhlClient:
                     params: dict[str, Any] | None, stream: bool) -> GhlAnswer:
         """One HTTP exchange (no retry). A streamed success comes back unread, its body in `.stream`."""
         response = await self._session().request(method, URL(url, encoded=True), data=body, params=params,
-                                                 headers=headers, allow_redirects=False)
+                                                 headers=headers, allow_redirects=False, timeout=self._timeout)
         try:
             answer = GhlAnswer(status_code=response.status, headers=response.headers,
                                reason_phrase=response.reason or "")
