@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,6 +261,15 @@ def describe(figures: dict, label: str) -> str:
             f"{figures['contract_violations']}")
 
 
+def median_figures(runs: list[dict]) -> dict:
+    """The figures of several runs of one (job, size, code): the median of every number."""
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(run[key] for run in runs)
+    return merged
+
+
 def marginal_ms(small: dict, large: dict) -> float:
     """CPU per request of the requests the larger run added: what scales, start-up and one-off costs left out."""
     return 1000 * (large["process_cpu"] - small["process_cpu"]) / max(large["requests"] - small["requests"], 1)
@@ -276,6 +286,8 @@ def main() -> None:
     parser.add_argument("--recording-bytes", type=int, default=65536, help="size of every recording (enrich)")
     parser.add_argument("--jobs", default="sync,enrich,enrich-transcripts", help=", ".join(JOBS))
     parser.add_argument("--before", default=BASELINE_REV, help="the git revision measured as 'before'")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each (job, size, code), before and after alternating; medians are compared")
     args = parser.parse_args()
     jobs = [job.strip() for job in args.jobs.split(",") if job.strip()]
     sizes = [int(n) for n in args.locations.split(",") if n.strip()]
@@ -286,7 +298,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(before_root / "shared"),
                     str(before_root / "ghl_bridge")], check=True)
     stack, info = start_stack(temp / "stack")
-    results: dict[tuple[str, str, int], dict] = {}
+    runs: dict[tuple[str, str, int], list[dict]] = {}
     try:
         print(f"sandbox at {info['ghl_sandbox_url']}: {BURST} requests / {WINDOW_MS / 1000:g} s per location, "
               f"{LATENCY_MS} ms latency; before = {args.before} (git archive in {before_root}), after = {ROOT}; "
@@ -294,13 +306,17 @@ def main() -> None:
         for job in jobs:
             per_location = args.prospects if job == "sync" else args.calls * 2 // JOBS[job][1]
             for size in sizes:
-                for label, code_root in (("before", before_root), ("after", None)):
-                    figures = measure_cpu_per_request(info, job, locations=size, per_location=per_location,
-                                                      code_root=code_root, recording_bytes=args.recording_bytes)
-                    results[(job, label, size)] = figures
-                    print(describe(figures, label), f"[shared from {figures['shared']}]", flush=True)
+                for _ in range(args.rounds):
+                    for label, code_root in (("before", before_root), ("after", None)):
+                        figures = measure_cpu_per_request(info, job, locations=size, per_location=per_location,
+                                                          code_root=code_root, recording_bytes=args.recording_bytes)
+                        runs.setdefault((job, label, size), []).append(figures)
+                        print(describe(figures, label), f"[shared from {figures['shared']}]", flush=True)
+        results = {key: median_figures(values) for key, values in runs.items()}
         print()
-        print(f"== CPU per GHL request (process CPU / GHL requests; target <= {TARGET_MS} ms) ==")
+        print(f"== CPU per GHL request (process CPU / GHL requests; target <= {TARGET_MS} ms; median of "
+              f"{args.rounds} run(s) each; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+              "cores) ==")
         for job in jobs:
             extra = f", recordings of {args.recording_bytes} bytes" if job == "enrich" else ""
             for size in sizes:
