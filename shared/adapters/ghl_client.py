@@ -1,4 +1,4 @@
-"""The GHL API v2 client: one per location, async, on httpx, rate limited by the location's own budget.
+"""The GHL API v2 client: one per location, async, on aiohttp, rate limited by the location's own budget.
 
     async with GhlClient(location_id=..., token=..., base_url=settings.ghl_api_base_url) as ghl:
         result = await ghl.upsert_contact({"email": "a@b.com", "firstName": "Ada"})
@@ -24,15 +24,17 @@ The token goes into the Authorization header only: never into a log line or an e
 from __future__ import annotations
 
 import asyncio
+import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from shared.adapters.rate_limiting import LocationRateLimiter, limiter_for
 from shared.domain.ghl_models import (
@@ -74,7 +76,26 @@ class ClientStats:
     failed: int = 0  # requests given up (GhlTransientError raised)
 
 
-def _ghl_message(response: httpx.Response) -> str:
+@dataclass
+class GhlAnswer:
+    """One HTTP answer, read whole (or, streamed, with its body still to read from `stream`)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes = b""
+    reason_phrase: str = ""
+    stream: Any = None  # the open aiohttp response of a streamed success
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+# aiohttp's errors for "no (whole) answer": timeouts, refused/reset connections, a body cut short.
+_TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ClientError)
+
+
+def _ghl_message(response: GhlAnswer) -> str:
     """GHL's error message (`message` is a string or, for validation errors, a list of strings)."""
     try:
         body = loads_storable(response.content)
@@ -88,7 +109,7 @@ def _ghl_message(response: httpx.Response) -> str:
     return str(body)[:_MESSAGE_LIMIT]
 
 
-def _decoded(response: httpx.Response, method: str, path: str) -> Any:
+def _decoded(response: GhlAnswer, method: str, path: str) -> Any:
     """An answer's JSON, storable as the database needs it (strict_json.loads_storable: GHL's text may hold a NUL)."""
     try:
         return loads_storable(response.content)
@@ -97,9 +118,14 @@ def _decoded(response: httpx.Response, method: str, path: str) -> Any:
                                 "not JSON") from exc
 
 
+def _json_body(value: Any) -> bytes:
+    """A request body as httpx's `json=` wrote it (compact, UTF-8, no NaN)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 class GhlClient:
     def __init__(self, *, location_id: str, token: str, base_url: str, limiter: LocationRateLimiter | None = None,
-                 http: httpx.AsyncClient | None = None, daily_reserve: int = 1000, max_in_flight: int = 16,
+                 http: aiohttp.ClientSession | None = None, daily_reserve: int = 1000, max_in_flight: int = 16,
                  timeout: float = 30.0, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  max_attempts: int = 5, backoff_base_seconds: float = 0.5, backoff_cap_seconds: float = 8.0,
                  max_rate_limit_waits: int = 50):
@@ -118,10 +144,12 @@ class GhlClient:
         self.stats = ClientStats()
         self._token = token
         self._sleep = sleep
+        self._max_in_flight = max_in_flight
         self._in_flight = asyncio.Semaphore(max_in_flight)
+        # Per read, connect and pool wait, as httpx's timeout=: a slow recording download is not cut short.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight))
+        self._http = http  # made on first use: an aiohttp session belongs to the running event loop
 
     def __repr__(self) -> str:  # never shows the token
         return f"GhlClient(location_id={self.location_id!r}, base_url={self.base_url!r})"
@@ -133,8 +161,35 @@ class GhlClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            # trust_env off: with it aiohttp reads the proxy variables and ~/.netrc on every request (GHL is
+            # reached directly; no proxy is configured anywhere this runs)
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_in_flight), timeout=self._timeout, trust_env=False)
+        return self._http
+
+    async def _send(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None,
+                    params: dict[str, Any] | None, stream: bool) -> GhlAnswer:
+        """One HTTP exchange (no retry). A streamed success comes back unread, its body in `.stream`."""
+        response = await self._session().request(method, URL(url, encoded=True), data=body, params=params,
+                                                 headers=headers, allow_redirects=False, timeout=self._timeout)
+        try:
+            answer = GhlAnswer(status_code=response.status, headers=response.headers,
+                               reason_phrase=response.reason or "")
+            if stream and response.status < 400:
+                answer.stream = response
+                response = None
+            else:
+                answer.content = await response.read()
+            return answer
+        finally:
+            if response is not None:
+                response.release()
 
     # ---- the one request path ----------------------------------------------------------------------
 
@@ -144,11 +199,15 @@ class GhlClient:
 
     async def _request(self, method: str, path: str, *, version: str, json: Any = None,
                        params: dict[str, Any] | None = None, accept: str = "application/json",
-                       answers: frozenset[int] = frozenset(), stream: bool = False) -> httpx.Response:
+                       answers: frozenset[int] = frozenset(), stream: bool = False) -> GhlAnswer:
         """Send one logical request, retrying as the module docstring says. `answers`: statuses returned as is.
         `stream`: a success's body is left unread (the caller iterates it and closes the response); an error's
         body is read, as always."""
         headers = {"Authorization": f"Bearer {self._token}", "Version": version, "Accept": accept}
+        body = None
+        if json is not None:
+            body = _json_body(json)
+            headers["Content-Type"] = "application/json"
         url = self.base_url + path
         failures = 0
         rate_limit_waits = 0
@@ -159,15 +218,9 @@ class GhlClient:
                 permit = await self.limiter.acquire(daily_reserve=self.daily_reserve)
                 self.stats.requests += 1
                 try:
-                    if stream:
-                        response = await self._http.send(
-                            self._http.build_request(method, url, json=json, params=params, headers=headers),
-                            stream=True)
-                        if response.status_code >= 400:
-                            await response.aread()  # small; GHL's message is in it
-                    else:
-                        response = await self._http.request(method, url, json=json, params=params, headers=headers)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    # an error's body is read whole, as always (small; GHL's message is in it)
+                    response = await self._send(method, url, headers=headers, body=body, params=params, stream=stream)
+                except _TRANSPORT_ERRORS as exc:
                     self.limiter.observe_failure(permit)
                     response = None
                     cause = exc
@@ -338,15 +391,16 @@ class GhlClient:
         response = await self._request("GET", path, version=VERSION_CONVERSATIONS, accept="audio/*, application/json",
                                        answers=frozenset({422}), stream=True)
         try:
-            if response.status_code == 422:
+            if response.status_code == 422 or response.stream is None:
                 yield None
             else:
                 length = response.headers.get("content-length")
                 yield RecordingStream(content_type=response.headers.get("content-type") or "audio/x-wav",
                                       content_length=int(length) if length and length.isdigit() else None,
-                                      chunks=response.aiter_bytes(chunk_size))
+                                      chunks=_chunks(response.stream, chunk_size))
         finally:
-            await response.aclose()
+            if response.stream is not None:
+                response.stream.release()  # back to the pool when read to its end, else closed
 
     async def get_call_transcription(self, message_id: str) -> list[TranscriptSentence]:
         """The call's transcript as sentences (an empty list when there is none)."""
@@ -358,3 +412,12 @@ class GhlClient:
         data = _decoded(response, "GET", path)
         items = data if isinstance(data, list) else [data] if isinstance(data, dict) and data else []
         return [TranscriptSentence.from_api(item) for item in items]
+
+
+async def _chunks(response: aiohttp.ClientResponse, chunk_size: int) -> AsyncIterator[bytes]:
+    """A streamed body; a cut connection or a stalled read is a GhlTransientError (try again later)."""
+    try:
+        async for chunk in response.content.iter_chunked(chunk_size):
+            yield chunk
+    except _TRANSPORT_ERRORS as exc:
+        raise GhlTransientError(f"recording download interrupted ({type(exc).__name__})") from exc

@@ -492,10 +492,10 @@ def run_doctor(repo, *, location_id: str | None = None, check_ghl: bool = False,
             raise ValueError("check_ghl needs a ghl_factory")
 
         async def all_ghl() -> list[tuple[Group, int]]:
-            import httpx
+            import aiohttp
 
-            # one pool for all locations (a client of its own per location costs a TLS context each)
-            async with httpx.AsyncClient(timeout=GHL_TIMEOUT_SECONDS) as http:
+            # one connection pool for all locations (each GhlClient applies its own timeouts)
+            async with aiohttp.ClientSession() as http:
                 return await asyncio.gather(*(_ghl_group(loc, ghl_factory, ghl_reserve, http) for loc in active))
 
         for loc, (group, requests) in zip(active, asyncio.run(all_ghl())):

@@ -33,8 +33,6 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
-import httpx
-
 from shared import errors
 from shared.domain.enrichment import flatten_transcript, recording_key
 from shared.logs import get_logger
@@ -264,11 +262,8 @@ async def _store_recording(client, recordings, uploads, settings, location_id: s
         if maybe_stored and await _storage(loop, uploads, "head", partial(recordings.exists, key)):
             return key, None  # written by an earlier run: never overwritten
         with tempfile.SpooledTemporaryFile(max_size=settings.recordings_memory_bytes) as buffer:
-            try:
-                async for chunk in audio.chunks:
-                    buffer.write(chunk)
-            except httpx.HTTPError as exc:
-                raise errors.GhlTransientError(f"recording download interrupted ({type(exc).__name__})") from exc
+            async for chunk in audio.chunks:  # a cut download is the client's GhlTransientError
+                buffer.write(chunk)
             size = buffer.tell()
             if size == 0:
                 return None, "GHL sent no audio yet"

@@ -3,6 +3,7 @@
 Every location in parallel under one time budget (`run_locations`); per location (`work_leased_rows`):
 
     claim a chunk (lease, SKIP LOCKED) ─► queue ─► N workers ─► answers ─► writer: one call per group of answers
+                                                                          (a group gathers for up to a second)
          ▲                                  │
          └── while the queue has room, before the deadline, until the location's run stops
 
@@ -27,6 +28,10 @@ from shared.logs import register_secret
 MAX_CONSECUTIVE_TRANSIENT_FAILURES = 10  # GHL failing this often in a row stops the location: going on burns attempts
 LEASE_SAFETY_SECONDS = 15  # a row whose lease ends sooner than this is released, not worked
 WRITE_ATTEMPTS = 3
+# Answers wait at most this long for others to share their write: one rpc per second or so per location, not one
+# per few answers (each rpc costs ~1 ms of CPU in the worker); a crash loses at most this much work (redone).
+WRITE_GROUP_SECONDS = 1.0
+WRITE_GROUP_MAX = 500
 
 ClientFactory = Callable[[dict[str, Any]], Any]  # integration row -> async context manager GHL client
 T = TypeVar("T")
@@ -105,6 +110,7 @@ async def work_leased_rows(run: LocationRun, *, claim: Callable[..., list[dict[s
     chunk_size = 2 * workers
     queue: asyncio.Queue = asyncio.Queue(maxsize=chunk_size)
     answers: asyncio.Queue = asyncio.Queue()
+    ended = asyncio.Event()  # every answer is in `answers`
 
     async def produce() -> None:
         remaining = limit if limit is not None else float("inf")
@@ -137,7 +143,12 @@ async def work_leased_rows(run: LocationRun, *, claim: Callable[..., list[dict[s
         done = False
         while not done:
             batch = [await answers.get()]
-            while not answers.empty():
+            if batch[-1] is not None and not ended.is_set():  # let the group fill (the end does not wait)
+                try:
+                    await asyncio.wait_for(ended.wait(), WRITE_GROUP_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
+            while not answers.empty() and len(batch) < WRITE_GROUP_MAX and batch[-1] is not None:
                 batch.append(answers.get_nowait())
             if batch[-1] is None:
                 batch.pop()
@@ -150,6 +161,7 @@ async def work_leased_rows(run: LocationRun, *, claim: Callable[..., list[dict[s
         await asyncio.gather(produce(), *(work_rows() for _ in range(workers)))
     finally:
         await answers.put(None)
+        ended.set()
         await writer
 
 
