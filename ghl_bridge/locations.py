@@ -19,6 +19,7 @@ import argparse
 import csv
 import getpass
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 from ghl_bridge import operations
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 LIST_COLUMNS = ["location_id", "name", "integration_type", "client", "is_active", "time_zone", "last_webhook_at",
                 "token_checked_at"]
 
@@ -41,7 +43,15 @@ def _read_token(args: argparse.Namespace, location_id: str) -> str:
     """The token from the variable --token-env names, else stdin (a no-echo prompt on a terminal)."""
     from shared.logs import register_secret
 
+    if getattr(args, "token", None):
+        raise operations.OperatorError(
+            "a token is never taken from the command line (it shows in `ps` and lands in the shell's history): "
+            "pipe it on stdin or name a variable holding it with --token-env. Treat the token you typed as "
+            "exposed: make a new one in GHL and revoke that one")
     if args.token_env:
+        if not _ENV_NAME.match(args.token_env):
+            raise operations.OperatorError("--token-env takes the NAME of an environment variable holding the token "
+                                           "(e.g. GHL_TOKEN), not the token itself (the value given is not shown)")
         token = os.environ.get(args.token_env, "").strip()
         if not token:
             raise operations.OperatorError(f"the environment variable {args.token_env} (--token-env) is not set "
@@ -83,7 +93,8 @@ def setup_steps(location_id: str, source: str) -> dict[str, Any]:
     if not local:
         test = f"GHL_WEBHOOK_SECRET=... {test} --url {url or 'WEBHOOK_URL'}"
     return {
-        "webhook_url": url or "the deployed ghl-call-webhook's URL (set GHL_WEBHOOK_URL, or GCP_PROJECT and GCP_REGION)",
+        "webhook_url": url or ("the deployed ghl-call-webhook's URL (set GHL_WEBHOOK_URL, or GCP_PROJECT and "
+                               "GCP_REGION)"),
         "header": "X-Webhook-Secret", "header_value_source": secret_source,
         "workflows": [
             {"name": "Call Completed", "trigger": "Call Status (call completed)", "action": "Webhook, POST",
@@ -143,6 +154,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     from shared.services import onboarding
 
     if args.from_csv:
+        if args.token:
+            _read_token(args, "")  # refuses a token on the command line
         if args.location_id or args.token_env or args.name or args.client or args.internal:
             raise operations.OperatorError("--from-csv takes everything from the file: no LOCATION_ID, --name, "
                                            "--internal, --client or --token-env with it")
@@ -353,8 +366,9 @@ def add_parsers(sub) -> None:
     location = sub.add_parser("location", help="onboard and manage GHL locations (token checked with GHL first)")
     actions = location.add_subparsers(dest="location_command", required=True)
 
-    add = actions.add_parser("add", help="check a location's token with GHL, propose its custom field mapping, "
-                                         "store it (again: nothing changes)",
+    add = actions.add_parser("add", allow_abbrev=False,
+                             help="check a location's token with GHL, propose its custom field mapping, store it "
+                                  "(again: nothing changes)",
                              description="The token is read from stdin or from --token-env, never from argv.")
     add.add_argument("location_id", nargs="?", metavar="LOCATION_ID", help="the GHL location (sub-account) id")
     add.add_argument("--name", help="the portal's name for it (default: GHL's name)")
@@ -363,6 +377,7 @@ def add_parsers(sub) -> None:
     kind.add_argument("--client", metavar="CLIENT_ID", help="a client's location: the portal client's id (UUID)")
     add.add_argument("--token-env", metavar="VAR", help="read the token from this environment variable "
                                                         "(default: stdin)")
+    add.add_argument("--token", help=argparse.SUPPRESS)  # refused with an explanation, never used
     add.add_argument("--from-csv", metavar="FILE", help="add every row of FILE (columns id, token, name, type, "
                                                         "client; mode 600)")
     add.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -378,9 +393,11 @@ def add_parsers(sub) -> None:
         toggle.add_argument("--json", action="store_true")
         toggle.set_defaults(func=guarded(cmd_set_active), active=active)
 
-    rotate = actions.add_parser("rotate-token", help="replace a location's token once GHL accepts the new one")
+    rotate = actions.add_parser("rotate-token", allow_abbrev=False,
+                                help="replace a location's token once GHL accepts the new one")
     rotate.add_argument("location_id", metavar="LOCATION_ID")
     rotate.add_argument("--token-env", metavar="VAR", help="read the new token from this variable (default: stdin)")
+    rotate.add_argument("--token", help=argparse.SUPPRESS)  # refused with an explanation, never used
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=guarded(cmd_rotate_token))
 

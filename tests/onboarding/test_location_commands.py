@@ -236,8 +236,12 @@ def test_the_token_never_reaches_argv_output_logs_or_files(cli, sandbox, home, s
         if path.is_file():
             assert loc.token not in path.read_text(errors="replace"), path
     # a token on the command line is not an option at all
-    refused = cli("location", "add", loc.id, "--token", loc.token)
-    assert refused.returncode == 2 and "unrecognized arguments" in refused.stderr
+    # a token on the command line (or a token given to --token-env, or --token abbreviating it) is refused, unshown
+    for args in (["--token", loc.token], ["--token-env", loc.token], ["--token-e", "X"]):
+        refused = cli("location", "add", unique("loc"), *args)
+        assert refused.returncode == 2, refused.stderr
+        assert loc.token not in refused.stdout + refused.stderr
+    assert "never taken from the command line" in cli("location", "add", loc.id, "--token", loc.token).stderr
 
 
 def test_after_add_and_the_printed_webhook_test_the_doctor_has_no_fail(cli, sandbox, webhook_secret_env):
