@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # the stack's and the build's own errors (operator commands report theirs)
+        from ghl_bridge.operations import _report_failure
+
+        _report_failure(args, "error", str(exc), line=False)
         print(f"ghl-bridge: {exc}", file=sys.stderr)
         return 1
 
