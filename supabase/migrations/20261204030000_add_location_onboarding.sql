@@ -34,6 +34,9 @@ BEGIN
   IF coalesce(btrim(p_location_id), '') = '' OR coalesce(btrim(p_api_token), '') = '' THEN
     RAISE EXCEPTION 'a location id and a token are required' USING ERRCODE = '22023';
   END IF;
+  IF p_client_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM clients WHERE id = p_client_id) THEN
+    RAISE EXCEPTION 'no portal client has the id % (clients.id)', p_client_id USING ERRCODE = '23503';
+  END IF;
   SELECT * INTO v_old FROM ghl_integrations WHERE location_id = p_location_id FOR UPDATE;
   IF NOT FOUND THEN
     INSERT INTO ghl_integrations (location_id, api_token, name, integration_type, client_id, location_name, time_zone,

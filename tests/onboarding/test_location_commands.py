@@ -130,7 +130,8 @@ def test_add_keeps_a_mapping_set_by_hand_and_changes_the_type_only_when_asked(cl
     # a client location needs a client id that exists
     other = sandbox()
     missing = cli("location", "add", other.id, "--client", str(uuid.uuid4()), stdin=other.token)
-    assert missing.returncode == 1 and integration(db, other.id) is None
+    assert missing.returncode == 1 and "no portal client has the id" in missing.stderr
+    assert integration(db, other.id) is None
 
 
 def test_rotate_token_keeps_the_old_token_when_the_new_one_fails(cli, db, sandbox, ghl_sandbox):
