@@ -217,41 +217,37 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _add_from_csv(args: argparse.Namespace) -> int:
+    import asyncio
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shared import errors
     from shared.logs import register_secret
     from shared.services import onboarding
 
+    if args.concurrency < 1:
+        raise operations.OperatorError("--concurrency must be at least 1")
     path = Path(args.from_csv)
     rows = _read_csv(path)
     for row in rows:
         register_secret(row.get("token"))
     settings, source = operations.connection_settings()
     repo, ghl = _ports(settings)
-    results: list[dict[str, Any]] = []
+    requests = [{"location_id": row.get("id", ""), "token": row.get("token", ""), "name": row.get("name") or None,
+                 "integration_type": (row.get("type") or "").lower() or ("client" if row.get("client") else None),
+                 "client_id": row.get("client") or None} for row in rows]
     console = operations._stderr_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"adding {len(rows)} location(s) from {path.name}", total=len(rows))
-        for number, row in enumerate(rows, start=2):  # line 1 is the header
-            location_id = row.get("id", "")
-            kind = (row.get("type") or "").lower() or ("client" if row.get("client") else None)
-            try:
-                added = operations._run_showing(progress, lambda: onboarding.add_location(
-                    repo, ghl, location_id=location_id, token=row.get("token", ""), name=row.get("name") or None,
-                    integration_type=kind, client_id=row.get("client") or None))
-                line = {"line": number, "location_id": location_id, "ok": True, "outcome": added["outcome"],
-                        "location_name": added["location_name"], "time_zone": added["time_zone"],
-                        "mapped": len(added["custom_field_mapping"]),
-                        "unmatched_prospect_fields": added["unmatched_prospect_fields"]}
-            except errors.BridgeError as exc:  # one bad row never stops the others
-                line = {"line": number, "location_id": location_id, "ok": False,
-                        "error": {"code": exc.code, "message": exc.message}}
-            results.append(line)
+
+        def done(index: int, result: dict[str, Any]) -> None:
             if not args.json:
-                print(_csv_line(line), flush=True)  # above the bar on a terminal (rich redirects stdout)
+                print(_csv_line(_row_result(index, result)), flush=True)  # above the bar (rich redirects stdout)
             progress.advance(task)
+
+        added = operations._run_showing(progress, lambda: asyncio.run(onboarding.add_locations(
+            repo, ghl, requests, concurrency=args.concurrency, on_done=done)))
+    results = [_row_result(index, result) for index, result in enumerate(added)]
     failed = [r for r in results if not r["ok"]]
     output = {"ok": not failed, "source": source, "file": str(path), "rows": results,
               "added": sum(r["ok"] for r in results), "failed": len(failed)}
@@ -262,6 +258,15 @@ def _add_from_csv(args: argparse.Namespace) -> int:
               f"(against {source}); next for each: the workflows in docs/onboarding.md, then "
               "`ghl-bridge webhook test --location ID`")
     return 1 if failed else 0
+
+
+def _row_result(index: int, result: dict[str, Any]) -> dict[str, Any]:
+    line = {"line": index + 2, "location_id": result.get("location_id") or "", "ok": result["ok"]}  # 1: the header
+    if not result["ok"]:
+        return {**line, "error": result["error"]}
+    return {**line, "outcome": result["outcome"], "location_name": result["location_name"],
+            "time_zone": result["time_zone"], "mapped": len(result["custom_field_mapping"]),
+            "unmatched_prospect_fields": result["unmatched_prospect_fields"]}
 
 
 def _csv_line(line: dict[str, Any]) -> str:
@@ -380,6 +385,7 @@ def add_parsers(sub) -> None:
     add.add_argument("--token", help=argparse.SUPPRESS)  # refused with an explanation, never used
     add.add_argument("--from-csv", metavar="FILE", help="add every row of FILE (columns id, token, name, type, "
                                                         "client; mode 600)")
+    add.add_argument("--concurrency", type=int, default=8, help=argparse.SUPPRESS)  # --from-csv: rows at once
     add.add_argument("--json", action="store_true", help="print the result as JSON")
     add.set_defaults(func=guarded(cmd_add))
 

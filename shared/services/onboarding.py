@@ -134,6 +134,36 @@ def add_location(repo, ghl_factory: Callable, *, location_id: str, token: str, n
                  integration_type: str | None = None, client_id: str | None = None) -> dict[str, Any]:
     """Check the token, propose the mapping, insert or update the integration. Nothing is stored when GHL refuses
     the token. integration_type None: a new row is internal, an existing one keeps its type and client."""
+    return asyncio.run(add_location_async(repo, ghl_factory, location_id=location_id, token=token, name=name,
+                                          integration_type=integration_type, client_id=client_id))
+
+
+async def add_locations(repo, ghl_factory: Callable, rows: list[dict[str, Any]], *, concurrency: int = 8,
+                        on_done: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """add_location for many rows ({location_id, token, name?, integration_type?, client_id?}) at once: each
+    location has its own GHL budget, so up to `concurrency` are checked in parallel. One result per row, in order:
+    the add's result, or {"ok": False, "location_id", "error": {"code", "message"}}; one bad row never stops the
+    others. on_done(index, result) as each finishes."""
+    gate = asyncio.Semaphore(concurrency)
+    results: list[dict[str, Any]] = [{} for _ in rows]
+
+    async def one(index: int, row: dict[str, Any]) -> None:
+        async with gate:
+            try:
+                result = await add_location_async(repo, ghl_factory, **row)
+            except errors.BridgeError as exc:
+                result = {"ok": False, "location_id": row.get("location_id"),
+                          "error": {"code": exc.code, "message": exc.message}}
+        results[index] = result
+        if on_done is not None:
+            on_done(index, result)
+
+    await asyncio.gather(*(one(i, row) for i, row in enumerate(rows)))
+    return results
+
+
+async def add_location_async(repo, ghl_factory: Callable, *, location_id: str, token: str, name: str | None = None,
+                             integration_type: str | None = None, client_id: str | None = None) -> dict[str, Any]:
     location_id = validate_location_id(location_id)
     token = (token or "").strip()
     if not token:
@@ -148,7 +178,7 @@ def add_location(repo, ghl_factory: Callable, *, location_id: str, token: str, n
                 from None
     elif client_id:
         raise errors.BadRequest("a client id goes with a client location (--client), not an internal one")
-    check = check_location_token(ghl_factory, location_id, token, repo=repo)
+    check = await check_location_token_async(ghl_factory, location_id, token, repo=repo)
     proposal = (propose_custom_field_mapping(_field_rows(check.custom_fields))
                 if check.custom_fields is not None else None)
     stored = repo.upsert(location_id=location_id, api_token=token, name=(name or "").strip() or None,

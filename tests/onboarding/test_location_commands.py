@@ -192,8 +192,10 @@ def test_csv_adds_the_good_rows_and_reports_the_bad_ones(cli, db, sandbox, home)
     path = write_csv(home / "locations.csv", rows)
     run = cli("location", "add", "--from-csv", str(path))
     assert run.returncode == 1
-    lines = [line for line in run.stdout.splitlines() if line.startswith("line ")]
-    assert len(lines) == 5
+    # one line per row as each finishes (rows are checked in parallel), each naming its line of the file
+    lines = sorted((line for line in run.stdout.splitlines() if line.startswith("line ")),
+                   key=lambda line: int(line.split()[1]))
+    assert [int(line.split()[1]) for line in lines] == [2, 3, 4, 5, 6]
     assert "inserted" in lines[0] and "FAILED" in lines[1] and "token_refused" in lines[1]
     assert "FAILED" in lines[2] and "is not a GHL location id" in lines[2]
     assert "inserted" in lines[3] and "FAILED" in lines[4] and "no token" in lines[4]
