@@ -81,10 +81,11 @@ def _refusal(repo, location_id: str, token: str, exc: errors.GhlPermanentError) 
                         details={"location_id": location_id})
 
 
-async def check_location_token_async(ghl_factory: Callable, location_id: str, token: str, *,
-                                     repo=None) -> LocationCheck:
-    """GET /locations/{id} with the token (it must answer that same location), then its contact custom fields."""
-    client = ghl_factory(location_id, token)
+async def check_location_token_async(ghl_factory: Callable, location_id: str, token: str, *, repo=None,
+                                     http=None) -> LocationCheck:
+    """GET /locations/{id} with the token (it must answer that same location), then its contact custom fields.
+    http: a connection pool shared with other locations' checks (None: the client's own)."""
+    client = ghl_factory(location_id, token, http=http) if http is not None else ghl_factory(location_id, token)
     try:
         try:
             info = await client.get_location()
@@ -139,18 +140,22 @@ def add_location(repo, ghl_factory: Callable, *, location_id: str, token: str, n
 
 
 async def add_locations(repo, ghl_factory: Callable, rows: list[dict[str, Any]], *, concurrency: int = 8,
+                        timeout: float = 30.0,
                         on_done: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """add_location for many rows ({location_id, token, name?, integration_type?, client_id?}) at once: each
     location has its own GHL budget, so up to `concurrency` are checked in parallel. One result per row, in order:
     the add's result, or {"ok": False, "location_id", "error": {"code", "message"}}; one bad row never stops the
-    others. on_done(index, result) as each finishes."""
+    others. on_done(index, result) as each finishes. ghl_factory must take http= (one connection pool for all: a
+    client of its own per location costs a TLS context each, about 0.1 s of CPU)."""
+    import httpx
+
     gate = asyncio.Semaphore(concurrency)
     results: list[dict[str, Any]] = [{} for _ in rows]
 
     async def one(index: int, row: dict[str, Any]) -> None:
         async with gate:
             try:
-                result = await add_location_async(repo, ghl_factory, **row)
+                result = await add_location_async(repo, ghl_factory, http=http, **row)
             except errors.BridgeError as exc:
                 result = {"ok": False, "location_id": row.get("location_id"),
                           "error": {"code": exc.code, "message": exc.message}}
@@ -158,12 +163,14 @@ async def add_locations(repo, ghl_factory: Callable, rows: list[dict[str, Any]],
         if on_done is not None:
             on_done(index, result)
 
-    await asyncio.gather(*(one(i, row) for i, row in enumerate(rows)))
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        await asyncio.gather(*(one(i, row) for i, row in enumerate(rows)))
     return results
 
 
 async def add_location_async(repo, ghl_factory: Callable, *, location_id: str, token: str, name: str | None = None,
-                             integration_type: str | None = None, client_id: str | None = None) -> dict[str, Any]:
+                             integration_type: str | None = None, client_id: str | None = None,
+                             http=None) -> dict[str, Any]:
     location_id = validate_location_id(location_id)
     token = (token or "").strip()
     if not token:
@@ -178,14 +185,15 @@ async def add_location_async(repo, ghl_factory: Callable, *, location_id: str, t
                 from None
     elif client_id:
         raise errors.BadRequest("a client id goes with a client location (--client), not an internal one")
-    check = await check_location_token_async(ghl_factory, location_id, token, repo=repo)
+    check = await check_location_token_async(ghl_factory, location_id, token, repo=repo, http=http)
     proposal = (propose_custom_field_mapping(_field_rows(check.custom_fields))
                 if check.custom_fields is not None else None)
-    stored = repo.upsert(location_id=location_id, api_token=token, name=(name or "").strip() or None,
-                         integration_type=integration_type, client_id=client_id if integration_type else None,
-                         location_name=check.location_name, time_zone=check.time_zone,
-                         custom_field_mapping=proposal.mapping if proposal else {},
-                         token_checked_at=check.checked_at)
+    # in a thread: the database client is synchronous, and other locations' checks go on meanwhile
+    stored = await asyncio.to_thread(
+        repo.upsert, location_id=location_id, api_token=token, name=(name or "").strip() or None,
+        integration_type=integration_type, client_id=client_id if integration_type else None,
+        location_name=check.location_name, time_zone=check.time_zone,
+        custom_field_mapping=proposal.mapping if proposal else {}, token_checked_at=check.checked_at)
     integration = stored["integration"]
     log.info("location onboarded", extra={"fields": {"location_id": location_id, "outcome": stored["outcome"]}})
     return {"ok": True, "location_id": location_id, "outcome": stored["outcome"],
