@@ -392,8 +392,11 @@ build_artifacts() {
 apply_migrations() {
   say "== migrations ($MIGRATION_TOOL)"
   if [[ $MIGRATION_TOOL == supabase ]]; then
-    # SUPABASE_DB_PASSWORD, when set, is read by the supabase CLI itself.
-    run supabase db push --linked --yes --workdir "$ROOT"
+    # SUPABASE_DB_PASSWORD, when set, is read by the supabase CLI itself. --include-all: a project made after
+    # the migration fold has not recorded the two versions restored as no-ops (20261126001200, 20261126004000),
+    # which sort before its newest; without it the push refuses them. Every other new file sorts after every
+    # landed one (tests/integration/test_migrations_append_only.py), so nothing else is applied out of order.
+    run supabase db push --linked --include-all --yes --workdir "$ROOT"
     return
   fi
   local psql=("${PSQL[@]}")  # the URL without its password: psql reads that from PGPASSFILE (prepare_psql)

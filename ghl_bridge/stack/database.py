@@ -56,22 +56,26 @@ def drop_database(server_url: str, dbname: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
-def apply_bootstrap(db_url: str) -> None:
+def apply_bootstrap(db_url: str, sql: str | None = None) -> None:
+    """The local bootstrap (today's, or `sql`: an earlier release's, for the upgrade test)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(BOOTSTRAP_SQL.read_text())
+        conn.execute(BOOTSTRAP_SQL.read_text() if sql is None else sql)
 
 
-def migration_files() -> list[Path]:
-    return sorted(MIGRATIONS_DIR.glob("*.sql"))
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    return sorted(directory.glob("*.sql"))
 
 
-def apply_migrations(db_url: str) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction. Returns applied versions."""
+def apply_migrations(db_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction. Returns applied versions.
+
+    `directory`: another release's migrations (the upgrade test builds a database as that release made it).
+    """
     applied: list[str] = []
     with psycopg.connect(db_url) as conn:
         done = {row[0] for row in conn.execute("SELECT version FROM supabase_migrations.schema_migrations")}
         conn.commit()
-        for path in migration_files():
+        for path in migration_files(directory):
             version, _, name = path.stem.partition("_")
             if version in done:
                 continue

@@ -287,6 +287,8 @@ def test_linked_supabase_project_uses_db_push(tmp_path, bin_dirs, monkeypatch):
     assert result.returncode == 0, result.stderr
     # The preflight's connection check, then the push.
     assert [c["args"][:3] for c in _calls(tmp_path)] == [["migration", "list", "--linked"], ["db", "push", "--linked"]]
+    # the restored no-op versions sort before a post-fold project's newest (docs/deploy.md)
+    assert "--include-all" in _calls(tmp_path)[1]["args"]
 
 
 @pytest.mark.stack

@@ -257,17 +257,3 @@ def test_anon_key_can_write_nothing(anon_client, service_client, db, table):
     assert db.execute("SELECT count(*) AS n FROM clients WHERE name = 'keep'").fetchone()["n"] >= 1
     assert db.execute("SELECT count(*) AS n FROM clients WHERE name = 'hacked'").fetchone()["n"] == 0
 
-
-def test_each_sql_function_is_defined_in_one_migration():
-    """Nothing is deployed from a history of redefinitions: a function's one definition is where to read it."""
-    import re
-    from collections import defaultdict
-
-    defined_in = defaultdict(set)
-    for path in database.migration_files():
-        for name in re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(?:public\.)?(\w+)\s*\(",
-                               path.read_text(), flags=re.IGNORECASE):
-            defined_in[name].add(path.name)
-    assert defined_in, "no function found: the pattern no longer matches the migrations"
-    redefined = {name: sorted(files) for name, files in defined_in.items() if len(files) > 1}
-    assert redefined == {}

@@ -1,0 +1,13 @@
+-- Intentionally empty: a documented no-op that keeps this version's file.
+--
+-- This version once held the speed-up of the call merge (plpgsql infer_call_disposition and match functions,
+-- ingest_call_event without its EXCEPTION block). The migration fold f06d505 moved those definitions into
+-- 20261126001000_create_upsert_call.sql and 20261126001100_create_ingest_call_event.sql and removed this file,
+-- but databases made before the fold (release 1097d79) have this version recorded, and `supabase db push`
+-- stops on a recorded version without a file ("Remote migration versions not found in local migrations
+-- directory"). So the file is back, with nothing to run:
+--   * a database that recorded it already has what it did (and 20261204000100 brings it to today's state);
+--   * a fresh database gets the same definitions from the folded files;
+--   * a database made after the fold applies this empty file (deploy.sh runs `supabase db push --include-all`,
+--     as the version sorts before ones it has; docs/deploy.md).
+-- Never put SQL here: migrations are append-only, and a change goes into a new migration.

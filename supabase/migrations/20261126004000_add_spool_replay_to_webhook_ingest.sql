@@ -1,0 +1,15 @@
+-- Intentionally empty: a documented no-op that keeps this version's file.
+--
+-- This version once held the webhook spool's replay in the ingest (ghl_webhook_events.spool_key and
+-- raw_body_bytes with their unique index, ingest_call_event / record_rejected_webhook with p_received_at,
+-- p_spool_key, p_raw_body_bytes). The migration fold f06d505 moved it into
+-- 20261126000100_create_portal_and_ghl_tables.sql and 20261126001100_create_ingest_call_event.sql and removed
+-- this file, but databases made before the fold (release 1097d79) have this version recorded, and
+-- `supabase db push` stops on a recorded version without a file ("Remote migration versions not found in
+-- local migrations directory"). So the file is back, with nothing to run:
+--   * a database that recorded it already has what it did (the column comments the fold dropped are set
+--     everywhere by 20261204000100);
+--   * a fresh database gets the same columns and functions from the folded files;
+--   * a database made after the fold applies this empty file (deploy.sh runs `supabase db push --include-all`,
+--     as the version sorts before ones it has; docs/deploy.md).
+-- Never put SQL here: migrations are append-only, and a change goes into a new migration.
