@@ -13,6 +13,10 @@
     ghl-bridge doctor [--location ID] [--json] [--no-ghl]   every location's checks; exit 1 on a FAIL
     ghl-bridge webhook test --location ID [--url URL]      the webhook round trip with a made-up call
     ghl-bridge enrich [--location ID] [--limit N] [--json]   fetch calls' transcripts and recordings
+    ghl-bridge location add ID [--name N] [--internal | --client UUID] [--token-env VAR] [--json]
+    ghl-bridge location add --from-csv FILE    many locations (columns id, token, name, type, client)
+    ghl-bridge location list | enable ID | disable ID | rotate-token ID | map ID [--field f=ID ...]
+      (a token comes from stdin or the variable --token-env names, never from the command line)
       (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
@@ -183,14 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
     from ghl_bridge import doctor
 
     doctor.add_parsers(sub)
+
+    from ghl_bridge import locations
+
+    locations.add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.logs import configure_logging
+
+    # Before any command runs: every log line of this process (the services', the GHL client's retries) goes to
+    # stderr, so stdout carries only results (exactly one JSON document with --json). Warnings only, unless
+    # LOG_LEVEL says otherwise.
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), to_stderr=True)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # the stack's and the build's own errors (operator commands report theirs)
+        from ghl_bridge.operations import _report_failure
+
+        _report_failure(args, "error", str(exc), line=False)
         print(f"ghl-bridge: {exc}", file=sys.stderr)
         return 1
 

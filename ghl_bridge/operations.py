@@ -425,10 +425,28 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         try:
             return command(args)
         except OperatorError as exc:
-            print(f"ghl-bridge: {exc}", file=sys.stderr)
+            _report_failure(args, "configuration_error", str(exc))
             return 2
         except errors.BridgeError as exc:
-            print(f"ghl-bridge: {exc.code}: {exc.message}", file=sys.stderr)
+            _report_failure(args, exc.code, exc.message)
             return 1
+        except Exception as exc:
+            # A bug: the traceback goes to stderr, and a --json caller still gets one JSON document.
+            if getattr(args, "json", False):
+                _report_failure(args, "internal_error", f"{type(exc).__name__}: {exc}", line=False)
+            raise
 
     return guarded
+
+
+def _report_failure(args: argparse.Namespace, code: str, message: str, *, line: bool = True) -> None:
+    """A command that stops: one line on stderr; with --json, also `{"ok": false, "error": {...}}` on stdout (the
+    only document it prints), so a script's json.loads(stdout) works whatever happened."""
+    from shared.logs import redact
+
+    message = redact(message)
+    if line:
+        print(f"ghl-bridge: {code}: {message}" if code != "configuration_error" else f"ghl-bridge: {message}",
+              file=sys.stderr)
+    if getattr(args, "json", False):
+        _print_json({"ok": False, "error": {"code": code, "message": message}})

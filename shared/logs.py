@@ -39,12 +39,29 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str))
 
 
-def configure_logging(level: str = "INFO") -> None:
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (a test's captured stream included)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # logging.StreamHandler sets it; the property always reads sys.stderr
+        pass
+
+
+def configure_logging(level: str = "INFO", *, to_stderr: bool = False) -> None:
+    """The first call wins. Functions log to stdout (Cloud Logging reads it); the CLI passes to_stderr=True
+    before anything else runs, so its stdout holds only its results (one JSON document with --json)."""
     global _configured
     with _lock:
         if _configured:
             return
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StderrHandler() if to_stderr else logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         root = logging.getLogger("ghl_bridge")
         root.handlers = [handler]

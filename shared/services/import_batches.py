@@ -50,12 +50,13 @@ class BatchRun:
 def ghl_client_factory(settings) -> Callable:
     """The real GHL port: `factory(location_id, token)` -> GhlClient configured from the settings."""
 
-    def make(location_id: str, token: str):
+    def make(location_id: str, token: str, http=None):
+        """http: an httpx.AsyncClient shared by many locations' clients (one TLS context for all), else its own."""
         from shared.adapters.ghl_client import GhlClient
 
         return GhlClient(location_id=location_id, token=token, base_url=settings.ghl_api_base_url,
                          daily_reserve=settings.ghl_daily_budget_reserve, max_in_flight=settings.ghl_max_in_flight,
-                         timeout=settings.ghl_request_timeout_seconds)
+                         timeout=settings.ghl_request_timeout_seconds, http=http)
 
     return make
 
