@@ -246,7 +246,7 @@ def _add_from_csv(args: argparse.Namespace) -> int:
             progress.advance(task)
 
         added = operations._run_showing(progress, lambda: asyncio.run(onboarding.add_locations(
-            repo, ghl, requests, concurrency=args.concurrency, timeout=settings.ghl_request_timeout_seconds,
+            repo, ghl, requests, concurrency=args.concurrency,
             on_done=done)))
     results = [_row_result(index, result) for index, result in enumerate(added)]
     failed = [r for r in results if not r["ok"]]

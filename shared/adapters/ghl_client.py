@@ -167,10 +167,7 @@ class GhlClient:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            # trust_env off: with it aiohttp reads the proxy variables and ~/.netrc on every request (GHL is
-            # reached directly; no proxy is configured anywhere this runs)
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_in_flight), timeout=self._timeout, trust_env=False)
+            self._http = shared_http_session(limit=self._max_in_flight, timeout=self._timeout)
         return self._http
 
     async def _send(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None,
@@ -412,6 +409,13 @@ class GhlClient:
         data = _decoded(response, "GET", path)
         items = data if isinstance(data, list) else [data] if isinstance(data, dict) and data else []
         return [TranscriptSentence.from_api(item) for item in items]
+
+
+def shared_http_session(*, limit: int = 100, timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientSession:
+    """A connection pool for GhlClients (http=): one per location, or one for many (doctor, onboarding; each client
+    still applies its own timeouts). Call inside the running event loop. trust_env off: with it aiohttp reads the
+    proxy variables and ~/.netrc on every request (GHL is reached directly; no proxy is configured anywhere this runs)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit), timeout=timeout, trust_env=False)
 
 
 async def _chunks(response: aiohttp.ClientResponse, chunk_size: int) -> AsyncIterator[bytes]:

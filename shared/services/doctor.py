@@ -493,10 +493,10 @@ def run_doctor(repo, *, location_id: str | None = None, check_ghl: bool = False,
             raise ValueError("check_ghl needs a ghl_factory")
 
         async def all_ghl() -> list[tuple[Group, int]]:
-            import aiohttp
+            from shared.adapters.ghl_client import shared_http_session
 
             # one connection pool for all locations (each GhlClient applies its own timeouts)
-            async with aiohttp.ClientSession() as http:
+            async with shared_http_session() as http:
                 return await asyncio.gather(*(_ghl_group(loc, ghl_factory, ghl_reserve, http) for loc in active))
 
         for loc, (group, requests) in zip(active, asyncio.run(all_ghl())):

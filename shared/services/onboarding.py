@@ -140,14 +140,13 @@ def add_location(repo, ghl_factory: Callable, *, location_id: str, token: str, n
 
 
 async def add_locations(repo, ghl_factory: Callable, rows: list[dict[str, Any]], *, concurrency: int = 8,
-                        timeout: float = 30.0,
                         on_done: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """add_location for many rows ({location_id, token, name?, integration_type?, client_id?}) at once: each
     location has its own GHL budget, so up to `concurrency` are checked in parallel. One result per row, in order:
     the add's result, or {"ok": False, "location_id", "error": {"code", "message"}}; one bad row never stops the
     others. on_done(index, result) as each finishes. ghl_factory must take http= (one connection pool for all: a
     client of its own per location costs a TLS context each, about 0.1 s of CPU)."""
-    import httpx
+    from shared.adapters.ghl_client import shared_http_session
 
     gate = asyncio.Semaphore(concurrency)
     results: list[dict[str, Any]] = [{} for _ in rows]
@@ -163,7 +162,7 @@ async def add_locations(repo, ghl_factory: Callable, rows: list[dict[str, Any]],
         if on_done is not None:
             on_done(index, result)
 
-    async with httpx.AsyncClient(timeout=timeout) as http:
+    async with shared_http_session() as http:
         await asyncio.gather(*(one(i, row) for i, row in enumerate(rows)))
     return results
 
