@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     # stderr, so stdout carries only results (exactly one JSON document with --json). Warnings only, unless
     # LOG_LEVEL says otherwise.
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), to_stderr=True)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:  # everything after `test` is pytest's, options first included (`test -q -k x`)
+        return cmd_test(argparse.Namespace(pytest_args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
