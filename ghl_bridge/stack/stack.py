@@ -59,6 +59,7 @@ BATCH_WORKERS_DEFAULT = 4
 LOCAL_QUEUE_SETTINGS = {"max_concurrent_dispatches": 100, "max_dispatches_per_second": 500.0, "max_attempts": 50,
                         "min_backoff_seconds": 0.5, "max_backoff_seconds": 5.0}
 LOCAL_TASKS_PROJECT, LOCAL_TASKS_LOCATION = "local-project", "local"
+LOCAL_INVOKER_EMAIL = f"ghl-bridge-invoker@{LOCAL_TASKS_PROJECT}.iam.gserviceaccount.com"
 
 
 @dataclass
@@ -253,8 +254,10 @@ class Stack:
         for job in JOBS:
             tasks.ensure_queue(prefix + job, **self.config.queue_settings)
         self.info["cloud_tasks_url"] = url
+        # Tasks ask for an OIDC token of this account, as deployed; the stand-in sends its local token for it.
         return {"CLOUD_TASKS_API_URL": url, "CLOUD_TASKS_PROJECT": LOCAL_TASKS_PROJECT,
-                "CLOUD_TASKS_LOCATION": LOCAL_TASKS_LOCATION, "FUNCTIONS_BASE_URL": f"{supabase_url}/functions/v1"}
+                "CLOUD_TASKS_LOCATION": LOCAL_TASKS_LOCATION, "FUNCTIONS_BASE_URL": f"{supabase_url}/functions/v1",
+                "CLOUD_TASKS_INVOKER_EMAIL": LOCAL_INVOKER_EMAIL}
 
     def _function_env(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)  # what the user set passes through to the functions
