@@ -132,7 +132,7 @@ def add_locations(admins: list[SandboxAdmin], db, count: int, prospects: int) ->
     db.execute("""
         INSERT INTO sales_prospects (first_name, last_name, email, phone, tags, ghl_location_id)
         SELECT 'First' || i, 'Last ' || l.n, 'p' || i || '.' || l.loc || '@example.com',
-               '+1' || (200 + l.n % 700)::text || lpad(i::text, 7, '0'), ARRAY['portal'], l.loc
+               '+1' || (200 + l.n %% 700)::text || lpad(i::text, 7, '0'), ARRAY['portal'], l.loc
         FROM unnest(%s::text[]) WITH ORDINALITY AS l(loc, n), generate_series(1, %s) AS i
     """, (made, prospects))
     return made
