@@ -80,7 +80,7 @@ def handle(request, request_id: str, summary: dict):
 
         seconds = (fanout.task_seconds(fanout.JOBS["sync"], settings) if fanout.is_task_request(request)
                    else settings.sync_deadline_seconds)
-        summary["task"] = request.headers.get("X-CloudTasks-TaskName")
+        summary["task"] = fanout.task_name_of(request)
         locations = fanout.run_leased("sync", location_id, bootstrap.get_database(), settings,
                                       lambda: sync(started + seconds))
     else:

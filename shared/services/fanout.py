@@ -169,3 +169,12 @@ def run_leased(job_name: str, location_id: str, database, settings, work: Callab
 def is_task_request(request) -> bool:
     """A request Cloud Tasks delivered (its queue's name header), which works to its slot's deadline."""
     return bool(request.headers.get("X-CloudTasks-QueueName"))
+
+
+_TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
+
+
+def task_name_of(request) -> str | None:
+    """The task's name for the summary line, when the header holds one (a caller's header is not logged as is)."""
+    name = request.headers.get("X-CloudTasks-TaskName") or ""
+    return name if _TASK_NAME.fullmatch(name) else None
