@@ -154,13 +154,22 @@ def worker_cpu(pid: int) -> float:
     return total
 
 
-def run(mode: str, info: dict, db, admins, sync_pid: int, size: int, prospects: int) -> dict:
+def machine_busy() -> float:
+    """CPU seconds this machine's cores spent busy so far (every process: other users' too)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def run(mode: str, info: dict, db, admins, sync_pid: int, size: int, prospects: int,
+        sandbox_pids: list[int]) -> dict:
     db.execute("UPDATE ghl_integrations SET is_active = false WHERE is_active")
     locations = add_locations(admins, db, size, prospects)
     url = info["functions"]["sync-prospects-to-ghl"]
     auth = {"Authorization": f"Bearer {SCHEDULER_SECRET}"}
     total = size * prospects
     cpu_before = worker_cpu(sync_pid)
+    sandbox_before = sum(worker_cpu(pid) for pid in sandbox_pids)
+    busy_before = machine_busy()
     started = time.monotonic()
     if mode == "fan-out":
         answer = httpx.post(url, json={"dispatch": True}, headers=auth, timeout=120)
@@ -173,9 +182,12 @@ def run(mode: str, info: dict, db, admins, sync_pid: int, size: int, prospects: 
         answer.raise_for_status()
     wall = time.monotonic() - started
     cpu = worker_cpu(sync_pid) - cpu_before
+    sandbox_cpu = sum(worker_cpu(pid) for pid in sandbox_pids) - sandbox_before
+    busy = (machine_busy() - busy_before) / (wall * (os.cpu_count() or 1))
     done = pushed(db, locations)
     return {"mode": mode, "locations": size, "pushed": done, "expected": total, "wall": wall,
-            "ratio": wall / floor_seconds(prospects), "cpu": cpu, "cpu_per_request_ms": 1000 * cpu / max(done, 1)}
+            "ratio": wall / floor_seconds(prospects), "cpu": cpu, "cpu_per_request_ms": 1000 * cpu / max(done, 1),
+            "sandbox_cpu": sandbox_cpu, "machine_busy": busy}
 
 
 def main() -> None:
@@ -209,11 +221,14 @@ def main() -> None:
         with psycopg.connect(info["database_url"], autocommit=True) as db:
             for size in sizes:
                 for mode in args.modes.split(","):
-                    result = run(mode, info, db, admins, sync_pid, size, args.prospects)
+                    result = run(mode, info, db, admins, sync_pid, size, args.prospects,
+                                 [service.pid for service in sandboxes[:-1]])
                     results.append(result)
                     print(f"  {mode:11s} N={size:4d}: {result['wall']:7.2f} s = {result['ratio']:.2f} x floor, "
                           f"pushed {result['pushed']}/{result['expected']}, CPU {result['cpu']:.1f} s "
-                          f"({result['cpu_per_request_ms']:.2f} ms/request)", flush=True)
+                          f"({result['cpu_per_request_ms']:.2f} ms/request), GHL sandboxes' CPU "
+                          f"{result['sandbox_cpu']:.1f} s, machine busy {100 * result['machine_busy']:.0f}%",
+                          flush=True)
     finally:
         stack.down()
         for service in sandboxes:
@@ -224,15 +239,16 @@ def main() -> None:
           f"{args.workers} workers x {args.threads} threads; {os.cpu_count()} CPUs on this machine (shared)")
     print(f"window floor per location: {floor:.2f} s (10 s x (ceil({args.prospects}/{BURST}) - 1) + one round trip)\n")
     print("| locations | fan-out wall | / floor | one process wall | / floor | fan-out CPU ms/req | "
-          "one-process CPU ms/req |")
-    print("|---|---|---|---|---|---|---|")
+          "one-process CPU ms/req | machine busy (fan-out / one) |")
+    print("|---|---|---|---|---|---|---|---|")
     by = {(r["mode"], r["locations"]): r for r in results}
     for size in sizes:
         fan, one = by.get(("fan-out", size)), by.get(("one-process", size))
         cell = lambda r, key, fmt: format(r[key], fmt) if r else "-"  # noqa: E731
         print(f"| {size} | {cell(fan, 'wall', '.1f')} s | {cell(fan, 'ratio', '.2f')} | {cell(one, 'wall', '.1f')} s "
               f"| {cell(one, 'ratio', '.2f')} | {cell(fan, 'cpu_per_request_ms', '.2f')} | "
-              f"{cell(one, 'cpu_per_request_ms', '.2f')} |")
+              f"{cell(one, 'cpu_per_request_ms', '.2f')} | "
+              f"{100 * fan['machine_busy'] if fan else 0:.0f}% / {100 * one['machine_busy'] if one else 0:.0f}% |")
     per_request = [r["cpu_per_request_ms"] for r in results if r["mode"] == "fan-out" and r["pushed"]]
     if per_request:
         cost = sum(per_request) / len(per_request) / 1000
