@@ -9,12 +9,13 @@
 -- within fanout_lease_seconds; a runner that finishes releases it at once.
 
 CREATE TABLE public.ghl_job_leases (
+  id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
   job text NOT NULL,
   location_id text NOT NULL,
   holder uuid NOT NULL,
   leased_until timestamptz NOT NULL,
   taken_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (job, location_id),
+  CONSTRAINT ghl_job_leases_job_location_key UNIQUE (job, location_id),
   CONSTRAINT ghl_job_leases_job_check CHECK (job ~ '^[a-z][a-z0-9_]{0,39}$')
 );
 
