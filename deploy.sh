@@ -7,10 +7,13 @@
 #   1. builds each function's artifact folder (python -m ghl_bridge.build --all): main.py, shared/, and a
 #      requirements.txt of the exact pins (with hashes) from requirements.lock of what the function imports
 #   2. applies the migrations: `supabase db push` (supabase CLI + linked project), else psql on DATABASE_URL
-#   3. deploys ghl-call-webhook, sync-prospects-to-ghl, process-ghl-import (HTTP, python311, entry point `handle`)
-#   4. creates or updates the Cloud Scheduler jobs that call sync-prospects-to-ghl and process-ghl-import
+#   3. deploys ghl-call-webhook (public), sync-prospects-to-ghl and process-ghl-import (private: only the invoker
+#      account may call them) (HTTP, python311, entry point `handle`); grants the invoker role
+#   4. creates or updates the Cloud Tasks queues of the fan-out (one per job: sync, enrich, import)
+#   5. creates or updates the Cloud Scheduler jobs (OIDC tokens of the invoker account) that call
+#      sync-prospects-to-ghl and process-ghl-import; sync, import and enrich dispatch one task per location
 #
-# Usage: ./deploy.sh [--dry-run] [--force] [--skip-migrations] [--skip-functions] [--skip-scheduler]
+# Usage: ./deploy.sh [--dry-run] [--force] [--skip-migrations] [--skip-functions] [--skip-queues] [--skip-scheduler]
 #   --dry-run          print every command it would run (`+ ...`, secrets as ***), the preflight's too, and
 #                      run none; only the local build step (step 1) still runs, so the printed commands
 #                      describe real folders
@@ -45,6 +48,11 @@
 #   SCHEDULER_LOCATION          $GCP_REGION     SCHEDULER_TIME_ZONE  Etc/UTC
 #   FUNCTION_MEMORY             512Mi           FUNCTION_SERVICE_ACCOUNT  (the runtime's default)
 #   WEBHOOK_CONCURRENCY         16              WEBHOOK_CPU  1      WEBHOOK_MIN_INSTANCES  0   (ghl-call-webhook)
+#   INVOKER_SERVICE_ACCOUNT     ghl-bridge-invoker@$GCP_PROJECT.iam.gserviceaccount.com  (the scheduler's and the
+#                               queues' OIDC identity; holds the invoker role on the two batch functions)
+#   TASKS_LOCATION  $GCP_REGION  TASKS_QUEUE_PREFIX  ghl-bridge-   BATCH_MAX_INSTANCES  100
+#   QUEUE_MAX_CONCURRENT_DISPATCHES 100  QUEUE_MAX_DISPATCHES_PER_SECOND 20  QUEUE_MAX_ATTEMPTS 20
+#   QUEUE_MIN_BACKOFF 5s  QUEUE_MAX_BACKOFF 60s   (every fan-out queue)
 #   BUILD_DIR                   build           PYTHON  python3 (3.11+, standard library only)
 #   Passed to the functions when set: GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
 #   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
@@ -80,6 +88,17 @@ WEBHOOK_CPU="${WEBHOOK_CPU:-1}"
 WEBHOOK_MIN_INSTANCES="${WEBHOOK_MIN_INSTANCES:-0}"
 BUILD_DIR="${BUILD_DIR:-build}"
 PYTHON="${PYTHON:-python3}"
+# Fan-out on Cloud Tasks (docs/deploy.md "Fan-out"): one queue per job of shared/services/fanout.py's JOBS.
+INVOKER_SERVICE_ACCOUNT="${INVOKER_SERVICE_ACCOUNT:-}"  # default ghl-bridge-invoker@<project>.iam.gserviceaccount.com
+TASKS_LOCATION="${TASKS_LOCATION:-}"                    # default $GCP_REGION
+TASKS_QUEUE_PREFIX="${TASKS_QUEUE_PREFIX:-ghl-bridge-}"
+FANOUT_JOBS="sync enrich import"
+QUEUE_MAX_CONCURRENT_DISPATCHES="${QUEUE_MAX_CONCURRENT_DISPATCHES:-100}"  # locations worked at once per job
+QUEUE_MAX_DISPATCHES_PER_SECOND="${QUEUE_MAX_DISPATCHES_PER_SECOND:-20}"
+QUEUE_MAX_ATTEMPTS="${QUEUE_MAX_ATTEMPTS:-20}"  # a task answered 409 location_busy waits for the other runner
+QUEUE_MIN_BACKOFF="${QUEUE_MIN_BACKOFF:-5s}"
+QUEUE_MAX_BACKOFF="${QUEUE_MAX_BACKOFF:-60s}"
+BATCH_MAX_INSTANCES="${BATCH_MAX_INSTANCES:-100}"  # sync-prospects-to-ghl / process-ghl-import (one task each)
 PASSTHROUGH_VARS=(GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
   SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS RECORDINGS_S3_BUCKET RECORDINGS_S3_ENDPOINT_URL
@@ -92,14 +111,15 @@ FUNCTIONS=(
   "process-ghl-import|540s|SUPABASE_SERVICE_ROLE_KEY SCHEDULER_SECRET"
 )
 # job name | function | schedule | body
+# (sync, import and enrich dispatch: one Cloud Task per location with due work; the replay runs in one process)
 JOBS=(
-  "sync-prospects-to-ghl|sync-prospects-to-ghl|$SYNC_SCHEDULE|{}"
-  'process-ghl-import|process-ghl-import|'"$IMPORT_SCHEDULE"'|{"action":"process"}'
+  'sync-prospects-to-ghl|sync-prospects-to-ghl|'"$SYNC_SCHEDULE"'|{"dispatch":true}'
+  'process-ghl-import|process-ghl-import|'"$IMPORT_SCHEDULE"'|{"action":"process","dispatch":true}'
   'replay-webhook-spool|process-ghl-import|'"$REPLAY_SCHEDULE"'|{"action":"replay_spool"}'
-  'enrich-calls|process-ghl-import|'"$ENRICH_SCHEDULE"'|{"action":"enrich"}'
+  'enrich-calls|process-ghl-import|'"$ENRICH_SCHEDULE"'|{"action":"enrich","dispatch":true}'
 )
 
-DRY_RUN=0 FORCE=0 SKIP_MIGRATIONS=0 SKIP_FUNCTIONS=0 SKIP_SCHEDULER=0
+DRY_RUN=0 FORCE=0 SKIP_MIGRATIONS=0 SKIP_FUNCTIONS=0 SKIP_QUEUES=0 SKIP_SCHEDULER=0
 SECRET_VALUES=()  # every secret value known to this run: masked as *** in anything printed
 PRIVATE_DIR=""
 
@@ -116,6 +136,7 @@ parse_args() {
       --force) FORCE=1 ;;
       --skip-migrations) SKIP_MIGRATIONS=1 ;;
       --skip-functions) SKIP_FUNCTIONS=1 ;;
+      --skip-queues) SKIP_QUEUES=1 ;;
       --skip-scheduler) SKIP_SCHEDULER=1 ;;
       -h|--help) usage; exit 0 ;;
       *) say "deploy.sh: unknown argument '$arg' (secrets are never arguments: set them in the environment)"
@@ -179,7 +200,7 @@ make_private_dir() {  # this run's private folder (mode 700) for flags files hol
 
 check_requirements() {
   local missing_vars=() missing_tools=() problems=() name
-  (( SKIP_FUNCTIONS && SKIP_SCHEDULER )) || {
+  (( SKIP_FUNCTIONS && SKIP_QUEUES && SKIP_SCHEDULER )) || {
     for name in GCP_PROJECT GCP_REGION; do [[ -n ${!name:-} ]] || missing_vars+=("$name"); done
     command -v gcloud >/dev/null || missing_tools+=("gcloud (Google Cloud SDK: https://cloud.google.com/sdk/docs/install)")
   }
@@ -219,7 +240,6 @@ needed_secrets() {  # the secret env vars the selected steps need
   if (( ! SKIP_FUNCTIONS )) && [[ -n ${SPOOL_S3_BUCKET:-} || $RECORDINGS_ENABLED != false ]]; then
     names+=($SPOOL_SECRETS)
   fi
-  (( SKIP_SCHEDULER )) || names+=(SCHEDULER_SECRET)
   printf '%s\n' "${names[@]+"${names[@]}"}" | sort -u
 }
 
@@ -272,6 +292,25 @@ preflight_account() {  # the service account the functions (the scheduler's targ
   show "${describe[@]}"
   (( DRY_RUN )) || "${describe[@]}" >/dev/null 2>&1 || problem "service account $account does not exist (or \
 is not visible to you): create it (gcloud iam service-accounts create) or set FUNCTION_SERVICE_ACCOUNT"
+}
+
+# The scheduler's and the queues' identity exists, and the APIs the fan-out uses are enabled. The roles are
+# granted by the deploy itself (step 3: invoker role on each batch function, actAs for the runtime account; step
+# 4: enqueuer on each queue), idempotently.
+preflight_invoker() {
+  local describe=(gcloud iam service-accounts describe "$INVOKER_SERVICE_ACCOUNT" --project="$GCP_PROJECT" --format='value(email)')
+  show "${describe[@]}"
+  (( DRY_RUN )) || "${describe[@]}" >/dev/null 2>&1 || problem "invoker service account $INVOKER_SERVICE_ACCOUNT \
+does not exist: gcloud iam service-accounts create ${INVOKER_SERVICE_ACCOUNT%%@*} --project=$GCP_PROJECT \
+--display-name='ghl-bridge scheduler and tasks' (or set INVOKER_SERVICE_ACCOUNT)"
+  local services=(gcloud services list --enabled --project="$GCP_PROJECT" --format='value(config.name)')
+  show "${services[@]}"
+  (( DRY_RUN )) && return 0
+  local enabled api
+  enabled=$("${services[@]}" 2>/dev/null || true)
+  for api in cloudtasks.googleapis.com cloudscheduler.googleapis.com; do
+    grep -qxF "$api" <<<"$enabled" || problem "the $api API is not enabled: gcloud services enable $api --project=$GCP_PROJECT"
+  done
 }
 
 preflight_secrets() {  # preflight_secrets ACCOUNT: each referenced secret exists, is enabled, and ACCOUNT reads it
@@ -364,10 +403,11 @@ does not answer (psql $DATABASE_URL_SAFE -c 'SELECT 1'): check its host, user, p
 preflight() {
   say "== preflight"
   (( SKIP_MIGRATIONS )) || preflight_database
-  if ! (( SKIP_FUNCTIONS && SKIP_SCHEDULER )); then
+  if ! (( SKIP_FUNCTIONS && SKIP_QUEUES && SKIP_SCHEDULER )); then
     find_runtime_account
     [[ -n $RUNTIME_ACCOUNT ]] && preflight_account "$RUNTIME_ACCOUNT"
     [[ $SECRETS_SOURCE == secret-manager ]] && preflight_secrets "$RUNTIME_ACCOUNT"
+    preflight_invoker
   fi
   if (( ${#PREFLIGHT_PROBLEMS[@]} )); then
     say "deploy.sh: preflight found ${#PREFLIGHT_PROBLEMS[@]} problem(s); nothing was deployed:"
@@ -465,8 +505,13 @@ deploy_function() {
   [[ $source == /* ]] || source="$ROOT/$source"
   local args=(gcloud functions deploy "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" --gen2
     --runtime=python311 --source="$source" --entry-point=handle --trigger-http
-    # GHL cannot send Google identity tokens; every function checks its own secret instead.
-    --allow-unauthenticated --timeout="$timeout" --memory="$FUNCTION_MEMORY" --quiet)
+    --timeout="$timeout" --memory="$FUNCTION_MEMORY" --quiet)
+  if [[ $name == ghl-call-webhook ]]; then
+    args+=(--allow-unauthenticated)  # GHL cannot send Google identity tokens: the webhook checks its own secret
+  else
+    # Only the invoker account (Cloud Scheduler, the queues' tasks) gets past Google's front end.
+    args+=(--no-allow-unauthenticated --max-instances="$BATCH_MAX_INSTANCES")
+  fi
   [[ -n $FUNCTION_SERVICE_ACCOUNT ]] && args+=(--run-service-account="$FUNCTION_SERVICE_ACCOUNT")
   [[ $name == ghl-call-webhook ]] && args+=(--concurrency="$WEBHOOK_CONCURRENCY" --cpu="$WEBHOOK_CPU"
     --min-instances="$WEBHOOK_MIN_INSTANCES")
@@ -480,6 +525,11 @@ deploy_function() {
   local env_lines flags_file shown json="" key value
   env_lines=$(function_env "$secrets")
   [[ $name == process-ghl-import ]] && env_lines+=$'\n'"RECORDINGS_ENABLED=$RECORDINGS_ENABLED"
+  if [[ $name != ghl-call-webhook ]]; then  # the fan-out's settings, and the caller Google has verified
+    env_lines+=$'\n'"TRUSTED_INVOKER_EMAIL=$INVOKER_SERVICE_ACCOUNT"$'\n'"FUNCTIONS_BASE_URL=$FUNCTIONS_BASE_URL"
+    env_lines+=$'\n'"CLOUD_TASKS_PROJECT=$GCP_PROJECT"$'\n'"CLOUD_TASKS_LOCATION=$TASKS_LOCATION"
+    env_lines+=$'\n'"CLOUD_TASKS_QUEUE_PREFIX=$TASKS_QUEUE_PREFIX"$'\n'"CLOUD_TASKS_INVOKER_EMAIL=$INVOKER_SERVICE_ACCOUNT"
+  fi
   # Python serves concurrent requests with threads: as many as the instance may be sent (Cloud Functions' advice).
   [[ $name == ghl-call-webhook ]] && env_lines+=$'\n'"THREADS=$WEBHOOK_CONCURRENCY"
   flags_file="$PRIVATE_DIR/$name.flags.json"
@@ -518,62 +568,109 @@ deploy_functions() {
     local name=${spec%%|*}
     [[ -f $ROOT/functions/${name//-/_}/main.py ]] || die "functions/${name//-/_}/main.py is missing: cannot deploy $name"
     deploy_function "$spec"
+    [[ $name == ghl-call-webhook ]] || grant_invoker "$name"
+  done
+  # The functions create tasks that carry the invoker's OIDC token: their runtime account acts as the invoker.
+  run gcloud iam service-accounts add-iam-policy-binding "$INVOKER_SERVICE_ACCOUNT" --project="$GCP_PROJECT" \
+    --member="serviceAccount:$RUNTIME_ACCOUNT" --role=roles/iam.serviceAccountUser --quiet
+}
+
+# grant_invoker NAME: the invoker account may call the private function (gen2: roles/run.invoker on its Cloud Run
+# service), and nobody else: a public binding left from an earlier deploy (allUsers) is removed.
+grant_invoker() {
+  local name=$1
+  run gcloud functions add-invoker-policy-binding "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" \
+    --member="serviceAccount:$INVOKER_SERVICE_ACCOUNT"
+  local policy=(gcloud run services get-iam-policy "$name" --project="$GCP_PROJECT" --region="$GCP_REGION"
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)')
+  show "${policy[@]}"
+  if (( DRY_RUN )); then
+    say "# dry run: 'remove-invoker-policy-binding $name --member=allUsers' runs if the policy above has it"
+  elif "${policy[@]}" 2>/dev/null | grep -qE $'^roles/run.invoker\t(allUsers|allAuthenticatedUsers)$'; then
+    local member
+    for member in allUsers allAuthenticatedUsers; do
+      run gcloud functions remove-invoker-policy-binding "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" \
+        --member="$member" 2>/dev/null || true
+    done
+  fi
+}
+
+# ---- 4. queues ------------------------------------------------------------------------------------
+
+deploy_queues() {
+  say "== queues (Cloud Tasks, $TASKS_LOCATION)"
+  local job queue
+  for job in $FANOUT_JOBS; do
+    queue="$TASKS_QUEUE_PREFIX$job"
+    local describe=(gcloud tasks queues describe "$queue" --project="$GCP_PROJECT" --location="$TASKS_LOCATION" --format='value(name)')
+    local verb=create
+    show "${describe[@]}"
+    if (( DRY_RUN )); then
+      say "# dry run: 'create' below becomes 'update' when the queue exists"
+    elif "${describe[@]}" >/dev/null 2>&1; then
+      verb=update
+    fi
+    run gcloud tasks queues "$verb" "$queue" --project="$GCP_PROJECT" --location="$TASKS_LOCATION" \
+      --max-concurrent-dispatches="$QUEUE_MAX_CONCURRENT_DISPATCHES" \
+      --max-dispatches-per-second="$QUEUE_MAX_DISPATCHES_PER_SECOND" --max-attempts="$QUEUE_MAX_ATTEMPTS" \
+      --min-backoff="$QUEUE_MIN_BACKOFF" --max-backoff="$QUEUE_MAX_BACKOFF" --quiet
+    # The functions' runtime account creates the queue's tasks.
+    run gcloud tasks queues add-iam-policy-binding "$queue" --project="$GCP_PROJECT" --location="$TASKS_LOCATION" \
+      --member="serviceAccount:$RUNTIME_ACCOUNT" --role=roles/cloudtasks.enqueuer --quiet
   done
 }
 
-# ---- 4. scheduler jobs ----------------------------------------------------------------------------
+# ---- 5. scheduler jobs ----------------------------------------------------------------------------
 
 deploy_job() {
   local spec=$1 job function schedule body
   IFS='|' read -r job function schedule body <<<"$spec"
   local location=${SCHEDULER_LOCATION:-$GCP_REGION}
-  local uri="https://$GCP_REGION-$GCP_PROJECT.cloudfunctions.net/$function"
+  local uri="$FUNCTIONS_BASE_URL/$function"
+  # An OIDC token of the invoker account for the function's URL: Google's front end checks it (the functions are
+  # private), so no secret travels in the jobs.
   local common=("$job" --project="$GCP_PROJECT" --location="$location" --schedule="$schedule"
     --time-zone="$SCHEDULER_TIME_ZONE" --uri="$uri" --http-method=POST --message-body="$body"
+    --oidc-service-account-email="$INVOKER_SERVICE_ACCOUNT" --oidc-token-audience="$uri"
     --attempt-deadline=540s --quiet)
   local describe=(gcloud scheduler jobs describe "$job" --project="$GCP_PROJECT" --location="$location" --format='value(name)')
-  local verb=create headers_flag=--headers
   show "${describe[@]}"
   if (( DRY_RUN )); then
-    say "# dry run: 'create http' below becomes 'update http' (with --update-headers) when the job exists"
+    say "# dry run: 'create http' below becomes 'update http' (--update-headers, --remove-headers=Authorization) when the job exists"
+    run gcloud scheduler jobs create http "${common[@]}" --headers=Content-Type=application/json
   elif "${describe[@]}" >/dev/null 2>&1; then
-    verb=update headers_flag=--update-headers
+    # (an earlier deploy's job sent the scheduler secret in Authorization: the OIDC token replaces it)
+    run gcloud scheduler jobs update http "${common[@]}" --update-headers=Content-Type=application/json \
+      --remove-headers=Authorization
+  else
+    run gcloud scheduler jobs create http "${common[@]}" --headers=Content-Type=application/json
   fi
-  local flags_file
-  flags_file="$PRIVATE_DIR/$job.scheduler.json"
-  (umask 077; printf '{"%s": {"Authorization": %s, "Content-Type": "application/json"}}\n' \
-    "$headers_flag" "$(json_string "Bearer $SCHEDULER_SECRET_VALUE")" >"$flags_file")
-  run_private "$flags_file" "$headers_flag=Authorization=Bearer $SCHEDULER_SECRET_VALUE,Content-Type=application/json" \
-    -- gcloud scheduler jobs "$verb" http "${common[@]}"
 }
 
 deploy_jobs() {
-  say "== scheduler jobs"
-  # The jobs send Authorization: Bearer <SCHEDULER_SECRET>: the value itself is needed here.
-  if [[ $SECRETS_SOURCE == env ]]; then
-    SCHEDULER_SECRET_VALUE=$SCHEDULER_SECRET
-  else
-    local access=(gcloud secrets versions access latest --secret="$SECRET_NAME_SCHEDULER_SECRET" --project="$GCP_PROJECT")
-    show "${access[@]}"
-    if (( DRY_RUN )); then SCHEDULER_SECRET_VALUE="<secret $SECRET_NAME_SCHEDULER_SECRET>"
-    else SCHEDULER_SECRET_VALUE=$("${access[@]}"); fi
-  fi
-  [[ -n $SCHEDULER_SECRET_VALUE ]] || die "the scheduler secret is empty"
-  SECRET_VALUES+=("$SCHEDULER_SECRET_VALUE")
+  say "== scheduler jobs (OIDC: $INVOKER_SERVICE_ACCOUNT)"
   local spec
   for spec in "${JOBS[@]}"; do deploy_job "$spec"; done
+}
+
+resolve_defaults() {  # defaults that depend on the project and region (checked by check_requirements)
+  INVOKER_SERVICE_ACCOUNT=${INVOKER_SERVICE_ACCOUNT:-ghl-bridge-invoker@${GCP_PROJECT:-}.iam.gserviceaccount.com}
+  TASKS_LOCATION=${TASKS_LOCATION:-${GCP_REGION:-}}
+  FUNCTIONS_BASE_URL="https://${GCP_REGION:-}-${GCP_PROJECT:-}.cloudfunctions.net"
 }
 
 main() {
   parse_args "$@"
   load_env_secrets
   check_requirements
+  resolve_defaults
   make_private_dir
   (( DRY_RUN )) && say "deploy.sh: dry run: printing commands, running none (except the local build step)"
   preflight
   build_artifacts
   (( SKIP_MIGRATIONS )) || apply_migrations
   (( SKIP_FUNCTIONS )) || deploy_functions
+  (( SKIP_QUEUES )) || deploy_queues
   (( SKIP_SCHEDULER )) || deploy_jobs
   say "deploy.sh: done$( (( DRY_RUN )) && printf ' (dry run: nothing was changed)')"
 }

@@ -73,6 +73,8 @@ def _print_stack(info: dict) -> None:
     print(f"SCHEDULER_SECRET           {info['scheduler_secret']}")
     if info.get("s3_endpoint_url"):
         print(f"SPOOL_S3_ENDPOINT_URL      {info['s3_endpoint_url']} (moto S3, bucket ghl-webhook-spool)")
+    if info.get("cloud_tasks_url"):
+        print(f"CLOUD_TASKS_API_URL        {info['cloud_tasks_url']} (Cloud Tasks stand-in, queues ghl-bridge-*)")
     for name, url in info["functions"].items():
         print(f"function {name:<26} {url}")
     sys.stdout.flush()

@@ -83,6 +83,26 @@ class Settings(EnvSettings):
     recordings_s3_region: str | None = Field(None, description="default: SPOOL_S3_REGION")
     recordings_memory_bytes: int = Field(256 * 1024, description="a download larger than this goes to a temp file")
 
+    # Fan-out on Cloud Tasks (shared/services/fanout.py, docs/deploy.md "Fan-out"). Without CLOUD_TASKS_PROJECT
+    # a scheduled run cannot dispatch ({"dispatch": true} is refused) and runs every location in one process.
+    cloud_tasks_api_url: str = Field("https://cloudtasks.googleapis.com", description="locally: the stand-in")
+    cloud_tasks_project: str | None = None
+    cloud_tasks_location: str | None = Field(None, description="the queues' region (default: the project's)")
+    cloud_tasks_queue_prefix: str = Field("ghl-bridge-", description="queue of a job = prefix + job, e.g. ghl-bridge-sync")
+    cloud_tasks_invoker_email: str | None = Field(
+        None, description="service account whose OIDC token the tasks carry (None: the local stand-in's token)")
+    functions_base_url: str | None = Field(
+        None, description="tasks' target: <this>/<function name>, e.g. https://<region>-<project>.cloudfunctions.net")
+    fanout_lease_seconds: int = Field(60, description="a location's job lease; renewed every third of it")
+    fanout_dispatch_concurrency: int = Field(16, description="task creations in flight at once")
+    sync_slot_seconds: int = Field(300, description="one sync task per location per slot (the schedule's period)")
+    enrich_slot_seconds: int = 300
+    import_slot_seconds: int = 60
+
+    # Private batch functions (deploy.sh): Google's front end has checked the caller's OIDC token and its
+    # invoker role before the request arrives; the function accepts a token whose claims name this account.
+    trusted_invoker_email: str | None = None
+
     log_level: str = "INFO"
 
     def secret_values(self) -> list[str]:

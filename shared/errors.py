@@ -13,6 +13,8 @@
           +-- DatabaseUnavailable 503: PostgREST or Postgres cannot be reached
           +-- GhlTransientError   GHL 429/5xx/network
           +-- BudgetExhausted     the daily GHL budget (minus the reserve) is spent
+          +-- LocationBusy        409: another runner of the same job works the location (job lease)
+          +-- TasksUnavailable    503: Cloud Tasks did not take a task (429/5xx/network, after retries)
 
 Messages are written for the caller: they say what was wrong, never echo a secret or a token.
 """
@@ -111,3 +113,18 @@ class BudgetExhausted(TransientError):
 
     status = 503
     code = "ghl_budget_exhausted"
+
+
+class LocationBusy(TransientError):
+    """Another runner of the same job holds the location's job lease (shared/services/fanout.py): a task
+    answered this is retried by its queue, with backoff, until the lease is free or its attempts run out."""
+
+    status = 409
+    code = "location_busy"
+
+
+class TasksUnavailable(TransientError):
+    """Cloud Tasks kept failing (429/5xx/network) or refused a task; the dispatch is retried by the scheduler."""
+
+    status = 503
+    code = "cloud_tasks_unavailable"

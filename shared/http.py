@@ -8,6 +8,7 @@ its cause (logged with a request id), and every request ends in one JSON summary
 
 from __future__ import annotations
 
+import base64
 import functools
 import hmac
 import json
@@ -92,12 +93,48 @@ def bearer_token(request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def require_scheduler_auth(request, settings) -> None:
-    """Scheduler-facing functions: `Authorization: Bearer <SCHEDULER_SECRET>` or the service-role key."""
+def require_scheduler_auth(request, settings, function_name: str | None = None) -> None:
+    """Scheduler-facing functions: `Authorization: Bearer <SCHEDULER_SECRET>` or the service-role key; or,
+    deployed private (TRUSTED_INVOKER_EMAIL set), the OIDC token Google's front end has already checked."""
     token = bearer_token(request)
     accepted = [s.get_secret_value() for s in (settings.scheduler_secret, settings.supabase_service_role_key) if s]
-    if not any(secrets_match(token, secret) for secret in accepted):
-        raise errors.Unauthorized("missing or wrong credentials: send Authorization: Bearer <SCHEDULER_SECRET>")
+    if any(secrets_match(token, secret) for secret in accepted):
+        return
+    if settings.trusted_invoker_email and token and _platform_verified_invoker(token, settings, function_name):
+        return
+    raise errors.Unauthorized("missing or wrong credentials: send Authorization: Bearer <SCHEDULER_SECRET>")
+
+
+def _platform_verified_invoker(token: str, settings, function_name: str | None) -> bool:
+    """The OIDC token of the trusted invoker for this function, as Cloud Run passes it on.
+
+    A private function (deployed --no-allow-unauthenticated) is reached only after Google's front end has
+    verified the token's signature and expiry, that its audience is the function and that its account holds
+    the invoker role; Cloud Run then passes the token on with its signature removed, so the signature cannot
+    be checked again here. What is checked is the claims: the account is TRUSTED_INVOKER_EMAIL (verified) and
+    the audience is this function's URL, so a token of another account with the invoker role, or for another
+    service, is refused. Safe only on a private function: deploy.sh sets TRUSTED_INVOKER_EMAIL only together
+    with --no-allow-unauthenticated (docs/deploy.md "Private batch functions")."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        payload = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, UnicodeError):
+        return False
+    if not isinstance(claims, dict):
+        return False
+    email, verified, audience, expires = (claims.get("email"), claims.get("email_verified"), claims.get("aud"),
+                                          claims.get("exp"))
+    if not (isinstance(email, str) and secrets_match(email, settings.trusted_invoker_email) and verified is True):
+        return False
+    if not isinstance(expires, (int, float)) or expires < time.time() - 60:
+        return False
+    base = (settings.functions_base_url or "").rstrip("/")
+    if base and function_name:
+        return audience == f"{base}/{function_name}"
+    return isinstance(audience, str) and bool(base) and audience.startswith(base + "/")
 
 
 # A caller's X-Request-Id is echoed (and logged) only when it looks like an id: a 4,000-character one overflowed

@@ -1,20 +1,27 @@
 """process-ghl-import: pull a GHL location's contacts and calls into a staged batch, match and import them.
 
-Auth: `Authorization: Bearer <SCHEDULER_SECRET>` (or the service-role key). POST bodies:
+Auth: `Authorization: Bearer <SCHEDULER_SECRET>` (or the service-role key), or deployed private the OIDC token
+of the invoker account (shared/http.py). POST bodies:
     {"action": "pull", "location_id": str, "kinds": ["contacts", "calls"], "since": ISO date-time?,
      "created_by": user uuid?}                      -> creates a batch, pulls and processes until the deadline
     {"action": "process", "batch_id": uuid?}        -> advances that batch, or every open batch (pulls included)
+    {"action": "process", "location_id": str}       -> advances that location's open batches (a fan-out task;
+                                                       holds the location's import lease: 409 location_busy)
+    {"action": "process", "dispatch": true}         -> fan-out: one Cloud Task per location with an open batch
     {"action": "replay_spool"}                      -> replays the webhook spool (shared/services/replay_spool.py)
     {"action": "health", "check_tokens": bool?, "location_id": str?}
                                                     -> the doctor's report (shared/services/doctor.py): no GHL
                                                        request unless check_tokens
     {"action": "enrich", "location_id": str?, "limit": int?}
                                                     -> fetches due calls' transcripts and recordings
-                                                       (shared/services/enrich_calls.py, docs/enrichment.md)
+                                                       (shared/services/enrich_calls.py, docs/enrichment.md);
+                                                       one location holds its enrich lease (409 location_busy)
+    {"action": "enrich", "dispatch": true}          -> fan-out: one Cloud Task per location with calls due
 Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]};
 for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}};
 for health {"status": "OK"|"WARN"|"FAIL", "locations": [...], "general": [...], ...} (200 whatever the status);
-for enrich {"enrich": {"locations": [{location_id, claimed, done, transcripts, recordings, not_ready, ...}]}}.
+for enrich {"enrich": {"locations": [{location_id, claimed, done, transcripts, recordings, not_ready, ...}]}};
+for dispatch {"dispatch": {job, queue, slot, locations, created, existing, seconds}} (shared/services/fanout.py).
 400 bad body, 401 credentials, 422 no active integration for the location. One JSON summary line per request.
 """
 
@@ -35,7 +42,7 @@ log = get_logger("process_ghl_import")
 def handle(request, request_id: str, summary: dict):
     deadline_start = time.monotonic()
     settings = bootstrap.get_settings()
-    require_scheduler_auth(request, settings)
+    require_scheduler_auth(request, settings, NAME)
     deadline = deadline_start + settings.import_deadline_seconds
     body = parse_json_object(read_body(request, MAX_BODY_BYTES))
     if body.get("action") == "replay_spool":
@@ -43,7 +50,7 @@ def handle(request, request_id: str, summary: dict):
     if body.get("action") == "health":
         return _health(body, settings, summary)
     if body.get("action") == "enrich":
-        return _enrich(body, settings, deadline_start + settings.enrich_deadline_seconds, summary)
+        return _enrich(request, body, settings, deadline_start, summary)
 
     from shared.adapters.import_repository import ImportRepository
     from shared.domain.import_records import PullRequest, parse_import_request
@@ -58,6 +65,13 @@ def handle(request, request_id: str, summary: dict):
     elif command.batch_id:
         summary["action"] = "process"
         runs = [import_batches.advance_batch(repo, ghl_factory, settings, command.batch_id, deadline=deadline)]
+    elif command.dispatch:
+        return _dispatch("import", summary)
+    elif command.location_id:
+        summary.update(action="process", location_id=command.location_id)
+        location_deadline = deadline_start + _location_seconds(request, "import", settings)
+        runs = _leased("import", command.location_id, settings, lambda: import_batches.process_open_batches(
+            repo, ghl_factory, settings, deadline=location_deadline, location_id=command.location_id))
     else:
         summary["action"] = "process"
         runs = import_batches.process_open_batches(repo, ghl_factory, settings, deadline=deadline)
@@ -103,21 +117,60 @@ def _health(body: dict, settings, summary: dict):
     summary.update(status_of_report=report.status, db_round_trips=report.db_round_trips,
                    ghl_requests=report.ghl_requests)
     return report.to_dict(), 200
-def _enrich(body: dict, settings, deadline: float, summary: dict):
+
+
+def _dispatch(job: str, summary: dict):
+    """The scheduler's run with fan-out: one task per location with due work of the job."""
+    from shared.services import fanout
+
+    report = fanout.dispatch(job, bootstrap.get_database(), bootstrap.get_settings())
+    summary.update(action=f"{job}_dispatch", dispatch=report.to_dict())
+    return {"dispatch": report.to_dict()}, 200
+
+
+def _location_seconds(request, job: str, settings) -> float:
+    """A task works to its slot's deadline (shared/services/fanout.py); an operator's call to the job's own."""
+    from shared.services import fanout
+
+    spec = fanout.JOBS[job]
+    return fanout.task_seconds(spec, settings) if fanout.is_task_request(request) else getattr(
+        settings, spec.deadline_setting)
+
+
+def _leased(job: str, location_id: str, settings, work):
+    from shared.services import fanout
+
+    return fanout.run_leased(job, location_id, bootstrap.get_database(), settings, work)
+
+
+def _enrich(request, body: dict, settings, started: float, summary: dict):
     summary["action"] = "enrich"
-    unknown = set(body) - {"action", "location_id", "limit"}
+    unknown = set(body) - {"action", "location_id", "limit", "dispatch"}
     if unknown:
         raise errors.BadRequest(f"unknown field(s) for action enrich: {', '.join(sorted(unknown))}; "
-                                "it takes location_id and limit")
-    location_id, limit = body.get("location_id"), body.get("limit")
+                                "it takes location_id and limit, or dispatch")
+    location_id, limit, dispatch = body.get("location_id"), body.get("limit"), body.get("dispatch", False)
+    if not isinstance(dispatch, bool):
+        raise errors.BadRequest("dispatch must be true or false")
+    if dispatch:
+        if location_id is not None or limit is not None:
+            raise errors.BadRequest("dispatch takes no other field: each task runs one location")
+        return _dispatch("enrich", summary)
     if location_id is not None and (not isinstance(location_id, str) or not location_id.strip()):
         raise errors.BadRequest("location_id must be a non-empty string")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise errors.BadRequest("limit must be a positive integer")
     from shared.services.enrich_calls import run_enrich
 
-    summaries = run_enrich(bootstrap.get_database(), settings, recordings=bootstrap.get_recordings(),
-                           location_id=location_id and location_id.strip(), limit=limit, deadline=deadline)
+    def enrich(deadline: float):
+        return run_enrich(bootstrap.get_database(), settings, recordings=bootstrap.get_recordings(),
+                          location_id=location_id and location_id.strip(), limit=limit, deadline=deadline)
+
+    if location_id:  # one location: its runner holds the enrich lease
+        deadline = started + _location_seconds(request, "enrich", settings)
+        summaries = _leased("enrich", location_id.strip(), settings, lambda: enrich(deadline))
+    else:
+        summaries = enrich(started + settings.enrich_deadline_seconds)
     locations = [s.to_dict() for s in summaries]
     summary["enrich"] = [{k: s[k] for k in ("location_id", "claimed", "done", "not_ready", "status")}
                          for s in locations]

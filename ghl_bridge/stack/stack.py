@@ -4,6 +4,9 @@
       <- PostgREST (authenticator role, JWT secret of the stack)
       <- nginx gateway: /rest/v1/* -> PostgREST, /functions/v1/<name> -> functions-framework
     SUPABASE_URL = the gateway, exactly the URL shape of hosted Supabase.
+    Cloud Tasks stand-in (ghl_bridge/cloudtasks_standin): the fan-out's queues, whose tasks POST to the gateway;
+    the batch functions (sync, process-ghl-import) run as several gunicorn worker processes, so tasks run in
+    parallel for real.
 
 `ghl-bridge stack up` uses the project's .stack/ folder and fixed ports; the test suite starts its own
 stack in a temporary folder on free ports with a database of its own.
@@ -39,6 +42,7 @@ DEFAULT_PORTS = {
     "postgrest_admin": 54331,
     "ghl_sandbox": 54340,
     "s3": 54341,
+    "cloud_tasks": 54343,
     "functions_base": 54350,
 }
 
@@ -47,6 +51,15 @@ DEFAULT_PORTS = {
 # threads in functions-framework's one worker: Cloud Functions' advice for Python). Served the same way here.
 WEBHOOK_CONCURRENCY_DEFAULT = 16
 WEBHOOK = "ghl-call-webhook"
+# The functions Cloud Scheduler and Cloud Tasks call: several worker processes each (gunicorn's WORKERS), as
+# several instances serve them when deployed.
+BATCH_FUNCTIONS = ("sync-prospects-to-ghl", "process-ghl-import")
+BATCH_WORKERS_DEFAULT = 4
+# The local queues (deploy.sh sets its own with gcloud): quick retries, so a test sees a retry within seconds.
+LOCAL_QUEUE_SETTINGS = {"max_concurrent_dispatches": 100, "max_dispatches_per_second": 500.0, "max_attempts": 50,
+                        "min_backoff_seconds": 0.5, "max_backoff_seconds": 5.0}
+LOCAL_TASKS_PROJECT, LOCAL_TASKS_LOCATION = "local-project", "local"
+LOCAL_INVOKER_EMAIL = f"ghl-bridge-invoker@{LOCAL_TASKS_PROJECT}.iam.gserviceaccount.com"
 
 
 @dataclass
@@ -61,6 +74,9 @@ class StackConfig:
     # More functions served exactly like the webhook (same server, threads and gateway route), e.g. the
     # benchmark's reference handler: name -> folder holding main.py.
     extra_functions: dict[str, Path] = field(default_factory=dict)
+    batch_workers: int = BATCH_WORKERS_DEFAULT  # worker processes of each batch function
+    batch_threads: int | None = None  # threads per worker (None: functions-framework's default)
+    queue_settings: dict = field(default_factory=lambda: dict(LOCAL_QUEUE_SETTINGS))
 
     @classmethod
     def for_cli(cls) -> "StackConfig":
@@ -108,6 +124,7 @@ class Stack:
             supabase_url = f"http://127.0.0.1:{gateway_port}"
             extra_env = self._start_extras(keys)
             extra_env.update(self._start_object_store())
+            extra_env.update(self._start_cloud_tasks(supabase_url, keys, extra_env))
             functions = self._start_functions(supabase_url, keys, extra_env)
             self._start_gateway(gateway_port, functions)
         except BaseException:
@@ -217,6 +234,31 @@ class Stack:
         self.info["s3_endpoint_url"] = url
         return env
 
+    def _start_cloud_tasks(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, str]:
+        """The Cloud Tasks stand-in with one queue per fan-out job; the functions' fan-out settings pointing at it.
+        Tasks carry the scheduler secret as their token (the local functions accept it; deployed, Google signs
+        an OIDC token instead). It reaches the stand-in through its environment, never its arguments."""
+        from shared.adapters.cloud_tasks import CloudTasks
+        from shared.services.fanout import JOBS
+
+        port = self._port("cloud_tasks")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+               "CLOUDTASKS_STANDIN_OIDC_TOKEN": self._function_env(supabase_url, keys, extra_env)["SCHEDULER_SECRET"]}
+        args = [sys.executable, "-m", "ghl_bridge.cloudtasks_standin", "--host", "127.0.0.1", "--port", str(port)]
+        service = start_process("cloud-tasks", args, port=port, log_dir=self.log_dir, env=env, cwd=PROJECT_ROOT)
+        self.services["cloud_tasks"] = service
+        url = f"http://127.0.0.1:{port}"
+        wait_until_http_answers(f"{url}/_standin/health", service, ok=lambda r: r.status_code == 200)
+        prefix = self.config.function_env.get("CLOUD_TASKS_QUEUE_PREFIX", "ghl-bridge-")
+        tasks = CloudTasks(api_url=url, project=LOCAL_TASKS_PROJECT, location=LOCAL_TASKS_LOCATION)
+        for job in JOBS:
+            tasks.ensure_queue(prefix + job, **self.config.queue_settings)
+        self.info["cloud_tasks_url"] = url
+        # Tasks ask for an OIDC token of this account, as deployed; the stand-in sends its local token for it.
+        return {"CLOUD_TASKS_API_URL": url, "CLOUD_TASKS_PROJECT": LOCAL_TASKS_PROJECT,
+                "CLOUD_TASKS_LOCATION": LOCAL_TASKS_LOCATION, "FUNCTIONS_BASE_URL": f"{supabase_url}/functions/v1",
+                "CLOUD_TASKS_INVOKER_EMAIL": LOCAL_INVOKER_EMAIL}
+
     def _function_env(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)  # what the user set passes through to the functions
         env.update(extra_env)
@@ -230,6 +272,9 @@ class Stack:
         return env
 
     def _server_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        if name in BATCH_FUNCTIONS:
+            threads = {"THREADS": str(self.config.batch_threads)} if self.config.batch_threads else {}
+            return {**env, "WORKERS": str(max(1, self.config.batch_workers)), **threads}
         if name != WEBHOOK and name not in self.config.extra_functions:
             return env  # one request at a time when deployed; functions-framework's default threads here
         return {**env, "THREADS": env.get("WEBHOOK_CONCURRENCY") or str(WEBHOOK_CONCURRENCY_DEFAULT)}

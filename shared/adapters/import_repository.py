@@ -47,6 +47,10 @@ class ImportRepository:
     def summary(self, batch_id: str) -> dict[str, Any] | None:
         return call_rpc(self._client, "import_batch_summary", {"p_batch_id": batch_id})
 
-    def open_batch_ids(self) -> list[str]:
-        rows = call_rpc(self._client, "list_open_import_batches", {}) or []
+    def open_batch_ids(self, location_id: str | None = None) -> list[str]:
+        """Every open batch, or one location's (a fan-out task), oldest first."""
+        if location_id is None:
+            rows = call_rpc(self._client, "list_open_import_batches", {}) or []
+        else:
+            rows = call_rpc(self._client, "list_open_import_batches_of_location", {"p_location_id": location_id}) or []
         return [row if isinstance(row, str) else next(iter(row.values())) for row in rows]

@@ -33,10 +33,12 @@ class PullRequest:
 @dataclass(frozen=True)
 class ProcessRequest:
     batch_id: str | None
+    location_id: str | None = None  # a location task of the fan-out: that location's open batches
+    dispatch: bool = False  # the scheduler's run with fan-out: one task per location with an open batch
 
 
 _PULL_FIELDS = {"action", "location_id", "kinds", "since", "created_by"}
-_PROCESS_FIELDS = {"action", "batch_id"}
+_PROCESS_FIELDS = {"action", "batch_id", "location_id", "dispatch"}
 
 
 def _uuid(value: Any, name: str) -> str:
@@ -71,8 +73,15 @@ def parse_import_request(body: dict[str, Any]) -> PullRequest | ProcessRequest:
         raise errors.BadRequest(f"unknown field(s) for action {action}: {', '.join(unknown)}; "
                                 f"allowed: {', '.join(sorted(allowed))}")
     if action == "process":
-        batch_id = body.get("batch_id")
-        return ProcessRequest(batch_id=None if batch_id is None else _uuid(batch_id, "batch_id"))
+        batch_id, location_id, dispatch = body.get("batch_id"), body.get("location_id"), body.get("dispatch", False)
+        if not isinstance(dispatch, bool):
+            raise errors.BadRequest("dispatch must be true or false")
+        if location_id is not None and (not isinstance(location_id, str) or not location_id.strip()):
+            raise errors.BadRequest("location_id must be a non-empty string")
+        if sum(bool(x) for x in (batch_id is not None, location_id is not None, dispatch)) > 1:
+            raise errors.BadRequest("process takes one of batch_id, location_id and dispatch")
+        return ProcessRequest(batch_id=None if batch_id is None else _uuid(batch_id, "batch_id"),
+                              location_id=location_id and location_id.strip(), dispatch=dispatch)
 
     location_id = body.get("location_id")
     if not isinstance(location_id, str) or not location_id.strip():

@@ -75,15 +75,17 @@ def start_import(repo, ghl_factory: Callable, settings, request: PullRequest, *,
     return advance_batch(repo, ghl_factory, settings, batch["id"], deadline=deadline)
 
 
-def process_open_batches(repo, ghl_factory: Callable, settings, *, deadline: float) -> list[BatchRun]:
-    """The scheduler's call: advance every open batch at once, each location on its own GHL budget, all under
-    one deadline (sync's pattern: one event loop, a gather, database calls in threads). A batch that fails
-    (its database calls, a bug) comes back with a warning; the others go on."""
-    return asyncio.run(_advance_all(repo, ghl_factory, settings, deadline))
+def process_open_batches(repo, ghl_factory: Callable, settings, *, deadline: float,
+                         location_id: str | None = None) -> list[BatchRun]:
+    """The scheduler's call: advance every open batch (or one location's: a fan-out task) at once, each
+    location on its own GHL budget, all under one deadline (sync's pattern: one event loop, a gather, database
+    calls in threads). A batch that fails (its database calls, a bug) comes back with a warning; the others go on."""
+    return asyncio.run(_advance_all(repo, ghl_factory, settings, deadline, location_id))
 
 
-async def _advance_all(repo, ghl_factory: Callable, settings, deadline: float) -> list[BatchRun]:
-    batch_ids = await asyncio.to_thread(repo.open_batch_ids)
+async def _advance_all(repo, ghl_factory: Callable, settings, deadline: float,
+                       location_id: str | None = None) -> list[BatchRun]:
+    batch_ids = await asyncio.to_thread(repo.open_batch_ids, location_id)
     return list(await asyncio.gather(*(_advance_isolated(repo, ghl_factory, settings, batch_id, deadline)
                                        for batch_id in batch_ids)))
 

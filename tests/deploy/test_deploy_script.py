@@ -69,6 +69,15 @@ elif line.startswith("scheduler jobs describe"):
     sys.exit(0 if os.environ.get("STUB_JOB_EXISTS") else 1)
 elif line.startswith("secrets versions access"):
     print(os.environ["STUB_SM_SCHEDULER_SECRET"], end="")
+elif line.startswith("services list"):
+    disabled = os.environ.get("STUB_DISABLED_APIS", "").split()
+    for api in ("cloudtasks.googleapis.com", "cloudscheduler.googleapis.com"):
+        if api not in disabled:
+            print(api)
+elif line.startswith("tasks queues describe"):
+    sys.exit(0 if os.environ.get("STUB_QUEUES_EXIST") else 1)
+elif line.startswith("run services get-iam-policy"):
+    print(os.environ.get("STUB_RUN_POLICY", ""))
 """
 
 
@@ -124,8 +133,9 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
     deploys = _commands(out, "+ gcloud functions deploy ")
     assert [line.split()[4] for line in deploys] == list(FUNCTIONS)
     for line, (name, timeout) in zip(deploys, FUNCTIONS.items()):
+        public = "--allow-unauthenticated" if name == "ghl-call-webhook" else "--no-allow-unauthenticated"
         for flag in ("--gen2", "--runtime=python311", "--trigger-http", "--entry-point=handle",
-                     "--allow-unauthenticated", "--region=europe-west1", "--project=demo-project",
+                     public, "--region=europe-west1", "--project=demo-project",
                      f"--source={tmp_path}/build/{name}", f"--timeout={timeout}", "--update-labels=ghl_bridge_config="):
             assert flag in line, (flag, line)
         assert "SUPABASE_URL=https://abcd.supabase.co" in line and "SUPABASE_SERVICE_ROLE_KEY=***" in line
@@ -136,18 +146,47 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
     assert len(jobs) == 4
     sync, process, replay, enrich = jobs
     assert sync.split()[6] == "sync-prospects-to-ghl" and '"--schedule=*/5 * * * *"' in sync
+    assert """'--message-body={"dispatch":true}'""" in sync
     assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/sync-prospects-to-ghl" in sync
     assert process.split()[6] == "process-ghl-import" and '"--schedule=* * * * *"' in process
-    assert """'--message-body={"action":"process"}'""" in process
+    assert """'--message-body={"action":"process","dispatch":true}'""" in process
     assert replay.split()[6] == "replay-webhook-spool" and """'--message-body={"action":"replay_spool"}'""" in replay
     assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/process-ghl-import" in replay
-    assert enrich.split()[6] == "enrich-calls" and """'--message-body={"action":"enrich"}'""" in enrich
+    assert enrich.split()[6] == "enrich-calls" and """'--message-body={"action":"enrich","dispatch":true}'""" in enrich
     assert '"--schedule=*/5 * * * *"' in enrich and "process-ghl-import" in enrich
     # No object store configured: transcripts only, and no S3 credentials asked for.
     assert all(("RECORDINGS_ENABLED=false" in line) == (line.split()[4] == "process-ghl-import")
                and "AWS_" not in line for line in deploys)
-    for job in jobs:
-        assert "--http-method=POST" in job and "Authorization=Bearer ***" in job and "--location=europe-west1" in job
+    invoker = "ghl-bridge-invoker@demo-project.iam.gserviceaccount.com"
+    for job in jobs:  # an OIDC token of the invoker for the function's URL; no secret in any job
+        uri = next(arg for arg in job.split() if arg.startswith("--uri=")).split("=", 1)[1]
+        assert "--http-method=POST" in job and "--location=europe-west1" in job and "Authorization" not in job
+        assert f"--oidc-service-account-email={invoker}" in job and f"--oidc-token-audience={uri}" in job
+    # The batch functions are private: the invoker may call them, a public binding is removed.
+    for name in ("sync-prospects-to-ghl", "process-ghl-import"):
+        assert (f"+ gcloud functions add-invoker-policy-binding {name} --project=demo-project --region=europe-west1 "
+                f"--member=serviceAccount:{invoker}") in out
+        assert f"+ gcloud run services get-iam-policy {name}" in out
+    assert "add-invoker-policy-binding ghl-call-webhook" not in out
+    assert (f"+ gcloud iam service-accounts add-iam-policy-binding {invoker} --project=demo-project "
+            '"--member=serviceAccount:<project-number>-compute@developer.gserviceaccount.com" '
+            "--role=roles/iam.serviceAccountUser") in out
+    # The queues: created (or updated) with their settings, and the runtime account may enqueue.
+    queues = _commands(out, "+ gcloud tasks queues create ")
+    assert [line.split()[5] for line in queues] == ["ghl-bridge-sync", "ghl-bridge-enrich", "ghl-bridge-import"]
+    for line in queues:
+        for flag in ("--location=europe-west1", "--max-concurrent-dispatches=100", "--max-dispatches-per-second=20",
+                     "--max-attempts=20", "--min-backoff=5s", "--max-backoff=60s"):
+            assert flag in line, (flag, line)
+    assert len(_commands(out, "+ gcloud tasks queues add-iam-policy-binding ")) == 3
+    assert "--role=roles/cloudtasks.enqueuer" in out
+    # The fan-out's settings reach the batch functions.
+    for line in deploys[1:]:
+        for setting in (f"TRUSTED_INVOKER_EMAIL={invoker}", f"CLOUD_TASKS_INVOKER_EMAIL={invoker}",
+                        "FUNCTIONS_BASE_URL=https://europe-west1-demo-project.cloudfunctions.net",
+                        "CLOUD_TASKS_PROJECT=demo-project", "CLOUD_TASKS_LOCATION=europe-west1"):
+            assert setting in line, (setting, line)
+    assert "TRUSTED_INVOKER_EMAIL" not in deploys[0]
     # psql gets the URL without its password (that one goes through PGPASSFILE); the preflight pings first.
     psql = _commands(out, "+ psql postgresql://postgres@db.abcd.supabase.co:5432/postgres -X ")
     assert len(psql) == len(list(MIGRATIONS_DIR.glob("*.sql"))) + 3 and psql[0].endswith('-c "SELECT 1"')
@@ -169,7 +208,7 @@ def test_dry_run_with_secret_manager_references_secret_names(tmp_path, bin_dirs)
     assert ("--set-secrets=SUPABASE_SERVICE_ROLE_KEY=prod-srk:latest,"
             "GHL_WEBHOOK_SECRET=ghl-bridge-ghl-webhook-secret:latest") in webhook
     assert "SCHEDULER_SECRET=ghl-bridge-scheduler-secret:latest" in sync
-    assert "+ gcloud secrets versions access latest --secret=ghl-bridge-scheduler-secret" in result.stdout
+    assert "secrets versions access" not in result.stdout  # the jobs carry OIDC tokens, not the secret
     # The preflight's checks are shown too: each secret's latest version and who may read it.
     for secret in ("prod-srk", "ghl-bridge-ghl-webhook-secret", "ghl-bridge-scheduler-secret"):
         assert f"+ gcloud secrets versions describe latest --secret={secret} --project=demo-project" in result.stdout
@@ -241,8 +280,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
                                                "enrich-calls"]
     for create in creates:
-        assert create["flags_file"] == {"--headers": {"Authorization": f"Bearer {SCHEDULER_SECRET}",
-                                                      "Content-Type": "application/json"}}
+        assert "flags_file" not in create and "--headers=Content-Type=application/json" in create["args"]
     for secret in ALL_SECRETS:
         assert secret not in first.stdout and secret not in first.stderr
     assert not list(tmp_path.glob("ghl-bridge-deploy.*"))
@@ -260,16 +298,39 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     updates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "update", "http"]]
     assert [c["args"][4] for c in updates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
                                                "enrich-calls"]
-    assert updates[0]["flags_file"]["--update-headers"]["Authorization"] == f"Bearer {SCHEDULER_SECRET}"
+    assert "--remove-headers=Authorization" in updates[0]["args"]  # an earlier deploy's secret header goes
     assert not [c for c in calls if c["args"][:3] == ["scheduler", "jobs", "create"]]
 
 
-def test_secret_manager_scheduler_secret_is_read_not_printed(tmp_path, bin_dirs):
+def test_the_jobs_never_read_the_scheduler_secret(tmp_path, bin_dirs):
     result = _run(tmp_path, bin_dirs, "--skip-migrations", "--skip-functions")
     assert result.returncode == 0, result.stderr
-    creates = [c for c in _calls(tmp_path) if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
-    assert creates[0]["flags_file"]["--headers"]["Authorization"] == f"Bearer {SM_SCHEDULER_SECRET}"
-    assert SM_SCHEDULER_SECRET not in result.stdout + result.stderr
+    calls = _calls(tmp_path)
+    assert not [c for c in calls if c["args"][:3] == ["secrets", "versions", "access"]]
+    creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
+    assert len(creates) == 4 and all("--oidc-service-account-email=ghl-bridge-invoker@demo-project.iam."
+                                     "gserviceaccount.com" in c["args"] for c in creates)
+
+
+def test_a_public_binding_left_on_a_batch_function_is_removed(tmp_path, bin_dirs):
+    result = _run(tmp_path, bin_dirs, "--skip-migrations", "--skip-queues", "--skip-scheduler",
+                  env={**ENV_SECRETS, "STUB_RUN_POLICY": "roles/run.invoker\tallUsers"})
+    assert result.returncode == 0, result.stderr
+    removed = [(c["args"][2], next(a for a in c["args"] if a.startswith("--member=")))
+               for c in _calls(tmp_path) if c["args"][:2] == ["functions", "remove-invoker-policy-binding"]]
+    assert ("sync-prospects-to-ghl", "--member=allUsers") in removed
+    assert ("process-ghl-import", "--member=allUsers") in removed
+    assert not [name for name, _ in removed if name == "ghl-call-webhook"]  # the webhook stays public
+
+
+def test_existing_queues_are_updated_in_place(tmp_path, bin_dirs):
+    result = _run(tmp_path, bin_dirs, "--skip-migrations", "--skip-functions", "--skip-scheduler",
+                  env={**ENV_SECRETS, "STUB_QUEUES_EXIST": "1", "QUEUE_MAX_CONCURRENT_DISPATCHES": "300"})
+    assert result.returncode == 0, result.stderr
+    calls = [c["args"] for c in _calls(tmp_path) if c["args"][:2] == ["tasks", "queues"]]
+    assert [c[3] for c in calls if c[2] == "update"] == ["ghl-bridge-sync", "ghl-bridge-enrich", "ghl-bridge-import"]
+    assert not [c for c in calls if c[2] == "create"]
+    assert all("--max-concurrent-dispatches=300" in c for c in calls if c[2] == "update")
 
 
 def test_linked_supabase_project_uses_db_push(tmp_path, bin_dirs, monkeypatch):
@@ -279,7 +340,7 @@ def test_linked_supabase_project_uses_db_push(tmp_path, bin_dirs, monkeypatch):
     ref_file.parent.mkdir(exist_ok=True)
     ref_file.write_text("abcd")
     try:
-        result = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-scheduler", env={"DATABASE_URL": None})
+        result = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-queues", "--skip-scheduler", env={"DATABASE_URL": None})
     finally:
         ref_file.unlink()
         if not any(ref_file.parent.iterdir()):
@@ -303,7 +364,7 @@ def test_psql_migrations_apply_each_file_once_and_record_it(tmp_path, bin_dirs, 
         (bin_dirs[0] / "psql").unlink()  # the real psql this time
         psql_dir = str(Path(shutil.which("psql")).parent)
         env = {"DATABASE_URL": url}
-        first = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-scheduler", env=env, extra_path=psql_dir)
+        first = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-queues", "--skip-scheduler", env=env, extra_path=psql_dir)
         assert first.returncode == 0, first.stderr
         files = sorted(MIGRATIONS_DIR.glob("*.sql"))
         assert f"applied {len(files)} migration(s)" in first.stderr
@@ -312,7 +373,7 @@ def test_psql_migrations_apply_each_file_once_and_record_it(tmp_path, bin_dirs, 
                                     "ORDER BY version").fetchall()
             assert conn.execute("SELECT to_regclass('public.ghl_integrations')").fetchone()[0] is not None
         assert recorded == [tuple(path.stem.split("_", 1)) for path in files]
-        second = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-scheduler", env=env, extra_path=psql_dir)
+        second = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-queues", "--skip-scheduler", env=env, extra_path=psql_dir)
         assert second.returncode == 0 and "applied 0 migration(s)" in second.stderr
     finally:
         database.drop_database(server, name)
@@ -343,7 +404,7 @@ def test_preflight_lists_every_problem_and_deploys_nothing(tmp_path, bin_dirs):
         "STUB_DB_DOWN": "1"})
     assert result.returncode == 2, result.stderr
     err = result.stderr
-    assert "deploy.sh: preflight found 4 problem(s); nothing was deployed:" in err
+    assert "deploy.sh: preflight found 4 problem(s); nothing was deployed:" in err, err
     assert "  - the database of DATABASE_URL does not answer (psql postgresql://postgres@db.abcd.supabase.co" in err
     assert f"  - service account {account} does not exist" in err
     assert ("  - secret ghl-bridge-ghl-webhook-secret (GHL_WEBHOOK_SECRET) does not exist or has no version: "
@@ -368,6 +429,19 @@ def test_preflight_accepts_a_project_level_grant_and_the_default_runtime_account
     assert ["iam", "service-accounts", "describe", default] == calls[1][:4]
     assert [" ".join(c[:2]) for c in calls].index("functions deploy") > max(
         i for i, c in enumerate(calls) if c[:2] == ["secrets", "get-iam-policy"])
+
+
+def test_preflight_checks_the_invoker_account_and_the_fanout_apis(tmp_path, bin_dirs):
+    invoker = "ghl-bridge-invoker@demo-project.iam.gserviceaccount.com"
+    result = _run(tmp_path, bin_dirs, "--skip-migrations", env={
+        **ENV_SECRETS, "STUB_MISSING_ACCOUNTS": invoker, "STUB_DISABLED_APIS": "cloudtasks.googleapis.com"})
+    assert result.returncode == 2
+    err = result.stderr
+    assert "preflight found 2 problem(s)" in err
+    assert (f"  - invoker service account {invoker} does not exist: gcloud iam service-accounts create "
+            "ghl-bridge-invoker --project=demo-project") in err
+    assert "  - the cloudtasks.googleapis.com API is not enabled: gcloud services enable cloudtasks.googleapis.com" in err
+    assert not [c for c in _calls(tmp_path) if c["args"][:2] in (["functions", "deploy"], ["tasks", "queues"])]
 
 
 def test_preflight_in_env_mode_checks_the_account_but_no_secret_manager(tmp_path, bin_dirs):
@@ -457,7 +531,7 @@ def test_the_redeploy_label_changes_with_a_pin_and_only_then(tmp_path, bin_dirs)
 
 def test_a_database_url_without_password_leaves_psqls_own_password_sources_alone(tmp_path, bin_dirs):
     url = "postgresql://postgres@db.abcd.supabase.co:5432/postgres?sslmode=require&options=-c%20x%3Dy"
-    result = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-scheduler", env={"DATABASE_URL": url})
+    result = _run(tmp_path, bin_dirs, "--skip-functions", "--skip-queues", "--skip-scheduler", env={"DATABASE_URL": url})
     assert result.returncode == 0, result.stderr
     psql = [c for c in _calls(tmp_path) if c["tool"] == "psql"]
     assert psql and all(c["args"][0] == url and "PGPASSFILE" not in c["env"] for c in psql)  # ~/.pgpass still works

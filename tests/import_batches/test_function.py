@@ -34,7 +34,10 @@ def test_missing_or_wrong_credentials_get_401(stack, token):
     ({"action": "pull", "location_id": "x", "created_by": "me"}, "created_by must be a UUID"),
     ({"action": "process", "batch_id": 12}, "batch_id must be a UUID string"),
     ({"action": "process", "batch_id": "00000000-0000-0000-0000-000000000000"}, "does not exist"),
-    ({"action": "process", "location_id": "x"}, "unknown field(s) for action process: location_id"),
+    ({"action": "process", "kinds": ["calls"]}, "unknown field(s) for action process: kinds"),
+    ({"action": "process", "batch_id": "6f1c1c4e-8d2a-4c59-9d77-0f3b8f1f2a10", "location_id": "x"},
+     "process takes one of batch_id, location_id and dispatch"),
+    ({"action": "process", "dispatch": "yes"}, "dispatch must be true or false"),
 ])
 def test_bad_bodies_get_400_naming_the_problem(stack, body, message):
     response = call(stack, body)

@@ -67,7 +67,7 @@ def test_a_location_with_nothing_due_answers_its_summary_and_records_the_run(url
 def test_an_empty_body_means_all_defaults():
     from functions.sync_prospects_to_ghl.main import parse_sync_request
 
-    defaults = {"location_id": None, "campaign": None, "limit": None, "dry_run": False}
+    defaults = {"location_id": None, "campaign": None, "limit": None, "dry_run": False, "dispatch": False}
     assert parse_sync_request(b"") == parse_sync_request(b"{}") == defaults
     assert parse_sync_request(b'{"location_id": " loc ", "limit": 5, "dry_run": true, "campaign": null}') == {
         **defaults, "location_id": "loc", "limit": 5, "dry_run": True}
