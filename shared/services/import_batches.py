@@ -51,7 +51,7 @@ def ghl_client_factory(settings) -> Callable:
     """The real GHL port: `factory(location_id, token)` -> GhlClient configured from the settings."""
 
     def make(location_id: str, token: str, http=None):
-        """http: an httpx.AsyncClient shared by many locations' clients (one TLS context for all), else its own."""
+        """http: an aiohttp session (ghl_client.shared_http_session) shared by many locations' clients (one TLS context for all), else its own."""
         from shared.adapters.ghl_client import GhlClient
 
         return GhlClient(location_id=location_id, token=token, base_url=settings.ghl_api_base_url,
