@@ -11,10 +11,14 @@ Auth: `Authorization: Bearer <SCHEDULER_SECRET>` (or the service-role key). POST
     {"action": "enrich", "location_id": str?, "limit": int?}
                                                     -> fetches due calls' transcripts and recordings
                                                        (shared/services/enrich_calls.py, docs/enrichment.md)
+    {"action": "analyze", "location_id": str?, "limit": int?}
+                                                    -> analyses due calls with Claude
+                                                       (shared/services/analyze_calls.py, docs/analysis.md)
 Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]};
 for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}};
 for health {"status": "OK"|"WARN"|"FAIL", "locations": [...], "general": [...], ...} (200 whatever the status);
-for enrich {"enrich": {"locations": [{location_id, claimed, done, transcripts, recordings, not_ready, ...}]}}.
+for enrich {"enrich": {"locations": [{location_id, claimed, done, transcripts, recordings, not_ready, ...}]}};
+for analyze {"analyze": {"locations": [{location_id, claimed, done, failed, input_tokens, output_tokens, ...}]}}.
 400 bad body, 401 credentials, 422 no active integration for the location. One JSON summary line per request.
 """
 
@@ -44,6 +48,8 @@ def handle(request, request_id: str, summary: dict):
         return _health(body, settings, summary)
     if body.get("action") == "enrich":
         return _enrich(body, settings, deadline_start + settings.enrich_deadline_seconds, summary)
+    if body.get("action") == "analyze":
+        return _analyze(body, settings, deadline_start + settings.analysis_deadline_seconds, summary)
 
     from shared.adapters.import_repository import ImportRepository
     from shared.domain.import_records import PullRequest, parse_import_request
@@ -99,25 +105,43 @@ def _health(body: dict, settings, summary: dict):
     report = doctor.run_doctor(
         DoctorRepository(bootstrap.get_database()), location_id=location_id, check_ghl=check_tokens,
         ghl_factory=doctor.doctor_ghl_factory(settings), ghl_reserve=settings.ghl_daily_budget_reserve,
-        spool=bootstrap.get_spool())
+        spool=bootstrap.get_spool(), analysis_prices=doctor.analysis_prices(settings))
     summary.update(status_of_report=report.status, db_round_trips=report.db_round_trips,
                    ghl_requests=report.ghl_requests)
     return report.to_dict(), 200
-def _enrich(body: dict, settings, deadline: float, summary: dict):
-    summary["action"] = "enrich"
+def _location_and_limit(body: dict, action: str) -> tuple[str | None, int | None]:
     unknown = set(body) - {"action", "location_id", "limit"}
     if unknown:
-        raise errors.BadRequest(f"unknown field(s) for action enrich: {', '.join(sorted(unknown))}; "
+        raise errors.BadRequest(f"unknown field(s) for action {action}: {', '.join(sorted(unknown))}; "
                                 "it takes location_id and limit")
     location_id, limit = body.get("location_id"), body.get("limit")
     if location_id is not None and (not isinstance(location_id, str) or not location_id.strip()):
         raise errors.BadRequest("location_id must be a non-empty string")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise errors.BadRequest("limit must be a positive integer")
+    return location_id and location_id.strip(), limit
+
+
+def _analyze(body: dict, settings, deadline: float, summary: dict):
+    summary["action"] = "analyze"
+    location_id, limit = _location_and_limit(body, "analyze")
+    from shared.services.analyze_calls import run_analyze
+
+    summaries = run_analyze(bootstrap.get_database(), settings, location_id=location_id, limit=limit,
+                            deadline=deadline)
+    locations = [s.to_dict() for s in summaries]
+    summary["analyze"] = [{k: s[k] for k in ("location_id", "claimed", "done", "failed", "input_tokens",
+                                             "output_tokens", "status")} for s in locations]
+    return {"analyze": {"locations": locations}}, 200
+
+
+def _enrich(body: dict, settings, deadline: float, summary: dict):
+    summary["action"] = "enrich"
+    location_id, limit = _location_and_limit(body, "enrich")
     from shared.services.enrich_calls import run_enrich
 
     summaries = run_enrich(bootstrap.get_database(), settings, recordings=bootstrap.get_recordings(),
-                           location_id=location_id and location_id.strip(), limit=limit, deadline=deadline)
+                           location_id=location_id, limit=limit, deadline=deadline)
     locations = [s.to_dict() for s in summaries]
     summary["enrich"] = [{k: s[k] for k in ("location_id", "claimed", "done", "not_ready", "status")}
                          for s in locations]

@@ -184,3 +184,13 @@ def parse_custom_id(value: str) -> tuple[str, str] | None:
     if table not in ("sales_calls", "calls") or not call_id:
         return None
     return table, call_id
+
+
+def estimated_cost_usd(tokens: dict[str, Any], *, price_input_per_mtok: float, price_output_per_mtok: float,
+                       batch_factor: float) -> float:
+    """USD for {live_input, live_output, batch_input, batch_output} tokens at the given list prices (batches at
+    batch_factor of them). An estimate: Anthropic's invoice is the authority."""
+    live = (tokens.get("live_input", 0) * price_input_per_mtok + tokens.get("live_output", 0) * price_output_per_mtok)
+    batch = (tokens.get("batch_input", 0) * price_input_per_mtok
+             + tokens.get("batch_output", 0) * price_output_per_mtok) * batch_factor
+    return round((live + batch) / 1_000_000, 4)
