@@ -13,6 +13,7 @@
     ghl-bridge doctor [--location ID] [--json] [--no-ghl]   every location's checks; exit 1 on a FAIL
     ghl-bridge webhook test --location ID [--url URL]      the webhook round trip with a made-up call
     ghl-bridge enrich [--location ID] [--limit N] [--json]   fetch calls' transcripts and recordings
+    ghl-bridge analyze [--location ID] [--limit N] [--json] [--again --since ISO]   analyse calls with Claude
       (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
