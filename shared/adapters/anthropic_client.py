@@ -107,6 +107,7 @@ class RateLimitPacer:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _known: asyncio.Event = field(default_factory=asyncio.Event)
     _probing: bool = False
+    _learned: bool = False
 
     async def acquire(self, input_tokens: int, output_tokens: int) -> None:
         """Wait until one request with these tokens fits, then reserve it. Until the first answer says what the
@@ -163,10 +164,13 @@ class RateLimitPacer:
                 bucket.level = min(bucket.limit, bucket.level + estimate - actual)
         if answer.input_tokens > 0:
             ratio = prompt_chars / answer.input_tokens
-            self.chars_per_token = min(self.chars_per_token, ratio) if self.chars_per_token == 3.0 \
-                else 0.8 * self.chars_per_token + 0.2 * ratio
+            # the first answer replaces the guess; later ones move the average (an underestimate of tokens
+            # costs a wait later, an overestimate only idles: lean low on chars per token)
+            self.chars_per_token = ratio if not self._learned else min(ratio, 0.8 * self.chars_per_token + 0.2 * ratio)
         if answer.output_tokens > 0:
-            self.output_estimate = 0.8 * self.output_estimate + 0.2 * answer.output_tokens
+            self.output_estimate = answer.output_tokens if not self._learned \
+                else 0.8 * self.output_estimate + 0.2 * answer.output_tokens
+        self._learned = True
 
     def hold(self, seconds: float) -> None:
         """No request before `seconds` from now (a 429/529's retry-after)."""
