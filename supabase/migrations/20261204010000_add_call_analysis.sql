@@ -567,7 +567,7 @@ BEGIN
       output_tokens integer, reason text, batch_id text, batched boolean)
     WHERE x."table" = 'sales_calls'
   ), s AS (
-    SELECT c.id, r.*, c.analysis_attempts + CASE WHEN r.outcome IN ('done', 'failed', 'retry') THEN 1 ELSE 0 END
+    SELECT r.*, c.analysis_attempts + CASE WHEN r.outcome IN ('done', 'failed', 'retry') THEN 1 ELSE 0 END
              AS attempts_after,
            CASE WHEN r.outcome = 'done' AND c.disposition_source IS DISTINCT FROM 'chosen'
                      AND r.summary ->> 'disposition' IN ('No Answer', 'Voicemail', 'Gatekeeper', 'Incorrect Number',
@@ -623,7 +623,7 @@ BEGIN
       output_tokens integer, reason text, batch_id text, batched boolean)
     WHERE x."table" = 'calls'
   ), s AS (
-    SELECT c.id, r.*, c.analysis_attempts + CASE WHEN r.outcome IN ('done', 'failed', 'retry') THEN 1 ELSE 0 END
+    SELECT r.*, c.analysis_attempts + CASE WHEN r.outcome IN ('done', 'failed', 'retry') THEN 1 ELSE 0 END
              AS attempts_after,
            CASE WHEN r.outcome = 'done' AND c.disposition_source IS DISTINCT FROM 'chosen'
                      AND r.summary ->> 'disposition' IN ('No Answer', 'Voicemail', 'Gatekeeper', 'Incorrect Number',
