@@ -47,6 +47,14 @@ def _local_stack_info() -> dict[str, Any] | None:
     return None
 
 
+def _use_local_anthropic(info: dict[str, Any]) -> None:
+    """On the local stack, the Anthropic SDK (which reads ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY) talks to the
+    stack's stand-in, as the functions do; unless ANTHROPIC_BASE_URL names another Anthropic."""
+    if not os.environ.get("ANTHROPIC_BASE_URL") and info.get("anthropic_api_key") and info.get("anthropic_url"):
+        os.environ["ANTHROPIC_BASE_URL"] = info["anthropic_url"]
+        os.environ["ANTHROPIC_API_KEY"] = info["anthropic_api_key"]
+
+
 def connection_settings():
     """Settings for the services: the environment's project, else the running local stack's."""
     from shared.config import Settings
@@ -68,10 +76,13 @@ def connection_settings():
         overrides = {"supabase_url": info["supabase_url"], "supabase_service_role_key": info["service_role_key"]}
         if not os.environ.get("GHL_API_BASE_URL") and info.get("ghl_api_base_url"):
             overrides["ghl_api_base_url"] = info["ghl_api_base_url"]
+        _use_local_anthropic(info)
     settings = Settings(**overrides)
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))  # the services' JSON logs: warnings only
     for secret in settings.secret_values():
         register_secret(secret)
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        register_secret(os.environ["ANTHROPIC_API_KEY"])
     return settings, source
 
 
