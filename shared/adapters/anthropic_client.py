@@ -68,22 +68,24 @@ class Answer:
 
 @dataclass
 class _Bucket:
+    """One limit as the answers describe it: what is left now and when it is whole again."""
+
     limit: float | None = None
-    level: float | None = None  # what we may still spend now, per our copy
-    updated: float = 0.0
+    level: float | None = None  # what we may still spend, per the latest answer less what we reserved since
+    full_at: float | None = None  # clock() time the headers' `reset` names: the whole limit is available again
+    refilled_at: float = float("-inf")  # when we last counted it whole (answers to requests sent before are stale)
 
-    def refill(self, now: float) -> None:
-        if self.limit is None or self.level is None:
-            return
-        self.level = min(self.limit, self.level + (now - self.updated) * self.limit / 60.0)
-        self.updated = now
+    def refresh(self, now: float) -> None:
+        if self.limit is not None and self.full_at is not None and now >= self.full_at:
+            self.level, self.full_at, self.refilled_at = self.limit, None, now
 
-    def wait_for(self, amount: float) -> float:
-        """Seconds until `amount` is available (0 when it is, or when the bucket is unknown)."""
+    def wait_for(self, amount: float, now: float) -> float:
+        """Seconds until `amount` is available (0 when it is, or when the limit is not known)."""
         if self.limit is None or self.level is None:
             return 0.0
-        need = min(amount, self.limit)  # a request larger than the whole bucket waits for a full one
-        return 0.0 if self.level >= need else (need - self.level) * 60.0 / self.limit
+        if self.level >= min(amount, self.limit):  # a request larger than the whole limit waits for a full one
+            return 0.0
+        return max(0.05, self.full_at - now) if self.full_at is not None else 1.0
 
 
 @dataclass
@@ -96,7 +98,13 @@ class PacerStats:
 
 @dataclass
 class RateLimitPacer:
-    """Requests, input and output tokens per minute, for every request of a run (see the module docstring)."""
+    """Requests, input and output tokens per minute, for every request of a run (see the module docstring).
+
+    Only what the headers say is relied on: `remaining` is spendable now, and by `reset` the whole limit is back.
+    How the budget comes back in between (a token bucket refilled continuously, as Anthropic documents, or a
+    sliding window) is not assumed: a request that does not fit waits for `reset`, then the limit is spent again.
+    Either way that is the limit per minute on average, and no request is sent that the headers say will not fit.
+    """
 
     clock: Callable[[], float] = time.monotonic
     buckets: dict[str, _Bucket] = field(default_factory=lambda: {d: _Bucket() for d in _DIMENSIONS})
@@ -104,18 +112,19 @@ class RateLimitPacer:
     stats: PacerStats = field(default_factory=PacerStats)
     chars_per_token: float = 3.0  # learned from usage: conservative until the first answer
     output_estimate: float = 700.0  # learned from usage
+    reset_margin_seconds: float = 1.0  # `reset` is given to the second
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _known: asyncio.Event = field(default_factory=asyncio.Event)
     _probing: bool = False
     _learned: bool = False
 
-    async def acquire(self, input_tokens: int, output_tokens: int) -> None:
-        """Wait until one request with these tokens fits, then reserve it. Until the first answer says what the
-        limits are, one request at a time."""
+    async def acquire(self, input_tokens: int, output_tokens: int) -> float:
+        """Wait until one request with these tokens fits, reserve it, and return the time it was granted (pass it
+        to observe/settle). Until the first answer says what the limits are, one request at a time."""
         while not self._known.is_set():
             if not self._probing:
                 self._probing = True
-                return
+                return self.clock()
             await self._known.wait()
         needs = {"requests": 1.0, "input-tokens": float(input_tokens), "output-tokens": float(output_tokens)}
         async with self._lock:  # first come, first served: one waiter at a time holds the line
@@ -123,29 +132,35 @@ class RateLimitPacer:
                 now = self.clock()
                 wait = max(0.0, self.hold_until - now)
                 for name, bucket in self.buckets.items():
-                    bucket.refill(now)
-                    wait = max(wait, bucket.wait_for(needs[name]))
+                    bucket.refresh(now)
+                    wait = max(wait, bucket.wait_for(needs[name], now))
                 if wait <= 0:
                     for name, bucket in self.buckets.items():
                         if bucket.level is not None:
                             bucket.level -= needs[name]
-                    return
+                    return now
                 self.stats.waits += 1
                 self.stats.waited_seconds += wait
                 await asyncio.sleep(wait)
 
-    def observe(self, headers: Any) -> None:
-        """An answer's rate-limit headers: the limits, and the remaining budget when lower than our copy."""
+    def observe(self, headers: Any, sent_at: float | None = None) -> None:
+        """An answer's rate-limit headers (of a request granted at `sent_at`): the limits, the remaining budget
+        when lower than our copy, and when it is whole again."""
         now = self.clock()
+        wall = time.time()
         for name, bucket in self.buckets.items():
             limit = _number(headers.get(f"anthropic-ratelimit-{name}-limit"))
             remaining = _number(headers.get(f"anthropic-ratelimit-{name}-remaining"))
             if limit is None or remaining is None:
                 continue
-            bucket.refill(now)
             bucket.limit = limit
+            if sent_at is not None and sent_at < bucket.refilled_at:
+                continue  # about a window we already counted as whole again
+            bucket.refresh(now)
             bucket.level = remaining if bucket.level is None else min(bucket.level, remaining)
-            bucket.updated = now
+            reset = _timestamp(headers.get(f"anthropic-ratelimit-{name}-reset"))
+            if reset is not None:
+                bucket.full_at = now + max(0.0, reset - wall) + self.reset_margin_seconds
         self._release_probe()
 
     def _release_probe(self) -> None:
@@ -153,19 +168,21 @@ class RateLimitPacer:
         if not self._known.is_set():
             self._known.set()
 
-    def settle(self, estimated_input: int, estimated_output: int, answer: Answer | None, prompt_chars: int) -> None:
+    def settle(self, estimated_input: int, estimated_output: int, answer: Answer | None, prompt_chars: int,
+               sent_at: float | None = None) -> None:
         """Correct the reservation by what the request really used, and learn the estimates."""
         if answer is None:
             return
         for name, estimate, actual in (("input-tokens", estimated_input, answer.input_tokens),
                                        ("output-tokens", estimated_output, answer.output_tokens)):
             bucket = self.buckets[name]
-            if bucket.level is not None and bucket.limit is not None:
+            stale = sent_at is not None and sent_at < bucket.refilled_at
+            if bucket.level is not None and bucket.limit is not None and not stale:
                 bucket.level = min(bucket.limit, bucket.level + estimate - actual)
         if answer.input_tokens > 0:
             ratio = prompt_chars / answer.input_tokens
-            # the first answer replaces the guess; later ones move the average (an underestimate of tokens
-            # costs a wait later, an overestimate only idles: lean low on chars per token)
+            # the first answer replaces the guess; later ones move the average, leaning low (an underestimate of
+            # tokens costs a 429 later, an overestimate only a little idle budget)
             self.chars_per_token = ratio if not self._learned else min(ratio, 0.8 * self.chars_per_token + 0.2 * ratio)
         if answer.output_tokens > 0:
             self.output_estimate = answer.output_tokens if not self._learned \
@@ -176,6 +193,17 @@ class RateLimitPacer:
         """No request before `seconds` from now (a 429/529's retry-after)."""
         self.hold_until = max(self.hold_until, self.clock() + seconds)
         self._release_probe()
+
+
+def _timestamp(value: Any) -> float | None:
+    """An RFC 3339 time as a Unix timestamp, or None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _number(value: Any) -> float | None:
@@ -243,36 +271,36 @@ class AnthropicClient:
         prompt_chars = len(params["system"]) + sum(len(m["content"]) for m in params["messages"])
         estimated_output = int(min(params["max_tokens"], self.pacer.output_estimate * 1.2))
         for attempt in range(MAX_RETRIES + 1):
-            await self.pacer.acquire(estimated_input, estimated_output)
+            granted = await self.pacer.acquire(estimated_input, estimated_output)
             async with self._in_flight:
                 self.stats.requests += 1
                 try:
                     raw = await self._client.messages.with_raw_response.create(**params)
                 except self._anthropic.APIStatusError as exc:
-                    delay = self._failed(exc, attempt)
+                    delay = self._failed(exc, attempt, granted)
                 except (self._anthropic.APIConnectionError, self._anthropic.APITimeoutError) as exc:
                     self.pacer._release_probe()
                     if attempt == MAX_RETRIES:
                         raise AnthropicUnavailable(f"Anthropic could not be reached ({type(exc).__name__})") from None
                     delay = _backoff(attempt)
                 else:
-                    self.pacer.observe(raw.headers)
+                    self.pacer.observe(raw.headers, granted)
                     message = raw.parse()
                     self.stats.answers += 1
                     answer = Answer(text=_first_text(message), stop_reason=message.stop_reason,
                                     input_tokens=int(message.usage.input_tokens or 0),
                                     output_tokens=int(message.usage.output_tokens or 0), model=message.model)
-                    self.pacer.settle(estimated_input, estimated_output, answer, prompt_chars)
+                    self.pacer.settle(estimated_input, estimated_output, answer, prompt_chars, granted)
                     return answer
             if delay > 0:  # a connection failure's backoff (429/529 wait in the pacer, for every request)
                 await self._sleep(delay)
         raise AnthropicUnavailable("Anthropic's retries ran out")  # pragma: no cover - the loop raises first
 
-    def _failed(self, exc, attempt: int) -> float:
+    def _failed(self, exc, attempt: int, granted: float) -> float:
         """Classify an error answer: raise, or return the seconds to wait before the next attempt."""
         status = exc.status_code
         headers = exc.response.headers if exc.response is not None else {}
-        self.pacer.observe(headers)
+        self.pacer.observe(headers, granted)
         kind = _error_type(exc)
         if status in (401, 403):
             raise AnthropicUnauthorized(f"Anthropic refused the API key ({status} {kind}): check ANTHROPIC_API_KEY; "

@@ -120,9 +120,12 @@ def test_retry_after_headers():
     assert retry_after_seconds({}) is None
 
 
-def _headers(limit_rpm, remaining):
+def _headers(limit_rpm, remaining, reset_in=None):
+    from datetime import datetime, timedelta, timezone
+
+    reset = (datetime.now(timezone.utc) + timedelta(seconds=reset_in)).isoformat() if reset_in is not None else None
     return {"anthropic-ratelimit-requests-limit": str(limit_rpm),
-            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-remaining": str(remaining), "anthropic-ratelimit-requests-reset": reset,
             "anthropic-ratelimit-input-tokens-limit": "100000", "anthropic-ratelimit-input-tokens-remaining": "100000",
             "anthropic-ratelimit-output-tokens-limit": "100000",
             "anthropic-ratelimit-output-tokens-remaining": "100000"}
@@ -130,12 +133,18 @@ def _headers(limit_rpm, remaining):
 
 def test_the_pacer_waits_for_the_bucket_and_for_retry_after():
     async def scenario():
-        pacer = RateLimitPacer()
+        pacer = RateLimitPacer(reset_margin_seconds=0.0)
         await pacer.acquire(10, 10)  # the probe: limits unknown
-        pacer.observe(_headers(600, 0))  # 10 requests per second, none left
+        pacer.observe(_headers(600, 1, reset_in=0.2))  # one request left, the whole limit back in 0.2 s
         began = time.monotonic()
         await pacer.acquire(10, 10)
+        assert time.monotonic() - began < 0.05  # the one left
+        await pacer.acquire(10, 10)  # none left: waits for reset
         waited = time.monotonic() - began
+        for _ in range(599):  # the whole limit is back
+            await pacer.acquire(10, 10)
+        assert time.monotonic() - began < waited + 0.1
+        pacer.observe(_headers(600, 600, reset_in=0))
         pacer.hold(0.3)
         began = time.monotonic()
         await pacer.acquire(10, 10)
@@ -143,7 +152,7 @@ def test_the_pacer_waits_for_the_bucket_and_for_retry_after():
         return waited, held
 
     waited, held = asyncio.run(scenario())
-    assert 0.08 <= waited < 0.5
+    assert 0.15 <= waited < 0.6
     assert held >= 0.29
 
 
