@@ -285,7 +285,7 @@ class AnthropicClient:
                     delay = _backoff(attempt)
                 else:
                     self.pacer.observe(raw.headers, granted)
-                    message = raw.parse()
+                    message = await raw.parse()
                     self.stats.answers += 1
                     answer = Answer(text=_first_text(message), stop_reason=message.stop_reason,
                                     input_tokens=int(message.usage.input_tokens or 0),
