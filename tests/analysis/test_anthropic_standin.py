@@ -500,3 +500,23 @@ def test_prompt_without_tags_is_all_transcript():
     parsed = rules.parse_prompt("Contact: call me tomorrow at 10am", now=FRIDAY)
     assert parsed.transcript == "Contact: call me tomorrow at 10am"
     assert rules.analyse(parsed).disposition == "Callback Requested"
+
+
+# ---- the stack's key: environment only ---------------------------------------------------------------------------------
+
+def test_the_key_reaches_the_processes_by_environment_never_argv(stack):
+    from pathlib import Path
+
+    state = json.loads((Path(stack["log_dir"]).parent / "state.json").read_text())
+    key = stack["anthropic_api_key"].encode()
+    services = state["services"]
+    assert "anthropic_standin" in services and any(name.startswith("function:") for name in services)
+    for name, service in services.items():
+        cmdline = Path(f"/proc/{service['pid']}/cmdline").read_bytes()
+        assert key not in cmdline, f"the Anthropic key is in the argv of {name}"
+    standin_env = Path(f"/proc/{services['anthropic_standin']['pid']}/environ").read_bytes().split(b"\0")
+    assert b"ANTHROPIC_STANDIN_API_KEYS=" + key in standin_env
+    function = next(s for n, s in services.items() if n.startswith("function:"))
+    function_env = Path(f"/proc/{function['pid']}/environ").read_bytes().split(b"\0")
+    assert b"ANTHROPIC_API_KEY=" + key in function_env
+    assert b"ANTHROPIC_BASE_URL=" + stack["anthropic_url"].encode() in function_env
