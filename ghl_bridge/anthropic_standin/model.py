@@ -49,7 +49,8 @@ disposition, the first rule that matches, in this order:
   8. Future Potential    "not right now", "maybe later", "next year|quarter", "in a few months", "down the road",
                          "send me (some) info(rmation)", "email me", "keep me in mind", "reach out again",
                          "circle back later", "not ready", "after the holidays".
-  9. Not Interested      "nothing to talk about", "signed a ... contract with", "not interested", "no thanks", "no thank you", "we're (all) set", "don't need",
+  9. Not Interested      "nothing to talk about", "signed a ... contract with", "not interested", "no thanks",
+                         "no thank you", "we're (all) set", "don't need",
                          "not looking", "not a fit", "not for us", "happy with (our|what)", "already (have|use)".
  10. Future Potential    anything else (a conversation without a clear outcome).
 
@@ -84,7 +85,8 @@ buying_signals the contact's sentences with a buying-signal phrase (BUYING_SIGNA
 engagement_assessment, conversation_quality, summary: one sentence each from the turn and word counts, the
                disposition and the callback time (summary: two or three sentences).
 
-Any other property of the schema, or a known one whose value does not fit its schema, is filled by type
+A known field is filled by name in any object of the schema (top level or nested); any other property of the
+schema, or a known one whose value does not fit its subschema, is filled by type
 (`fill`): enum/const -> its first value; string -> "" (date-time/date/time formats: the call's start);
 integer/number -> 0; boolean -> false; array -> []; null -> null; object -> every property.
 """
@@ -176,7 +178,8 @@ FUTURE = re.compile(r"not right now|maybe later|next year|next quarter|in a few 
                     r"|down the road|send me (some |more )?info|email me|keep me in mind|reach out again"
                     r"|circle back later|not ready|after the holidays|later in the year|not at the moment"
                     r"|not this (year|quarter)|in the (spring|summer|fall|new year)")
-SOFT_NO = re.compile(r"nothing to talk about|signed (a|an) [\w -]*(contract|deal|agreement) with|not interested|no thanks|no thank you|we'?re (all )?set|don'?t need|not looking|not a fit"
+SOFT_NO = re.compile(r"nothing to talk about|signed (a|an) [\w -]*(contract|deal|agreement) with|not interested"
+                     r"|no thanks|no thank you|we'?re (all )?set|don'?t need|not looking|not a fit"
                      r"|not for us|happy with (our|what)|already (have|use|got)")
 
 
@@ -399,7 +402,8 @@ TIME_PATTERNS = [
     ("prep", re.compile(rf"\b{_PREP}\s+{_HOUR}(?:\s+{_MIN_WORD})?\b(?!\s*(days?|weeks?|months?|years?|minutes?|hours?"
                         rf"|people|users|seats|locations|percent|%|dollars|bucks|k\b|grand|thousand|hundred))")),
 ]
-PARTS_OF_DAY = [(re.compile(r"first thing"), time(8, 0)), (re.compile(r"\b(noon|midday|lunch ?time|lunch)\b"), time(12, 0)),
+PARTS_OF_DAY = [(re.compile(r"first thing"), time(8, 0)),
+                (re.compile(r"\b(noon|midday|lunch ?time|lunch)\b"), time(12, 0)),
                 (re.compile(r"end of (the )?day|close of business|\bcob\b|end of business"), time(17, 0)),
                 (re.compile(r"\bmorning\b"), time(9, 0)), (re.compile(r"\bafternoon\b"), time(14, 0)),
                 (re.compile(r"\bevening\b"), time(18, 0)), (re.compile(r"\btonight\b"), time(19, 0))]
@@ -572,19 +576,18 @@ def fill(schema: dict, known: dict[str, Any], *, started_at: datetime, root: dic
         if schema.get(combinator):
             options = schema[combinator]
             chosen = next((o for o in options if _types(o, root) - {"null"}), options[0])
-            return fill(chosen, {}, started_at=started_at, root=root, depth=depth + 1)
+            return fill(chosen, known, started_at=started_at, root=root, depth=depth + 1)
     if schema.get("allOf"):
         merged: dict = {}
         for part in schema["allOf"]:
             merged.update(_resolve(root, part["$ref"]) if "$ref" in part else part)
-        return fill(merged, known if name is None else {}, started_at=started_at, root=root, name=name,
-                    depth=depth + 1)
+        return fill(merged, known, started_at=started_at, root=root, depth=depth + 1)
     kinds = _types(schema, root)
     kind = next((k for k in ("object", "array", "string", "integer", "number", "boolean") if k in kinds), "null")
     if kind == "object":
         properties = schema.get("properties", {})
-        return {key: fill(sub, known if depth == 0 else {}, started_at=started_at, root=root, name=key,
-                          depth=depth + 1) for key, sub in properties.items()}
+        return {key: fill(sub, known, started_at=started_at, root=root, name=key, depth=depth + 1)
+                for key, sub in properties.items()}
     if kind == "array":
         count = max(0, int(schema.get("minItems", 0) or 0))
         items = schema.get("items") if isinstance(schema.get("items"), dict) else {}

@@ -130,6 +130,18 @@ def test_any_schema_is_filled_by_type(client):
     assert answer["stage"] == "lead" and answer["extra"] == {"note": "", "count": 0} and len(answer["tags"]) == 1
 
 
+def test_known_fields_are_filled_in_nested_objects_too(client):
+    schema = {"type": "object", "additionalProperties": False, "required": ["analysis", "version"],
+              "properties": {"analysis": {"anyOf": [{"$ref": "#/$defs/CallAnalysis"}, {"type": "null"}]},
+                             "version": {"const": "v1"}},
+              "$defs": {"CallAnalysis": SCHEMA}}
+    message = client.messages.create(**params(output_config={"format": {"type": "json_schema", "schema": schema}}))
+    answer = json.loads(message.content[0].text)
+    assert list(Draft202012Validator(schema).iter_errors(answer)) == []
+    assert answer["version"] == "v1" and answer["analysis"]["disposition"] == "Callback Requested"
+    assert answer["analysis"]["callback_at"] == "2026-12-08T15:00:00-05:00"
+
+
 def test_without_a_schema_the_answer_is_the_summary_text(client):
     message = client.messages.create(model="claude-haiku-4-5", max_tokens=512,
                                       messages=[{"role": "user", "content": prompt(CALLBACK_CALL)}])
