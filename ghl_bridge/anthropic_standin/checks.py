@@ -20,6 +20,7 @@ A problem is a `Problem(status, error_type, message)`, answered in Anthropic's e
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -141,6 +142,13 @@ def check_output_format(output_format: Any) -> Problem | None:
     schema = output_format.get("schema")
     if not isinstance(schema, dict):
         return invalid("output_config.format.schema: Field required (a JSON schema object)")
+    return _schema_problem(json.dumps(schema, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_problem(canonical_schema: str) -> Problem | None:
+    """Checked once per distinct schema (the meta-schema check costs ~13 ms; a pipeline sends one schema)."""
+    schema = json.loads(canonical_schema)
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 

@@ -19,11 +19,12 @@ Missing tags: the whole user text is the transcript, the start time is the reque
 THE RULES (applied to lower-cased text; "contact text" = the contact's turns, or all text when unlabelled)
 
 disposition, the first rule that matches, in this order:
-  1. Do Not Contact      contact text says "stop calling", "do not call"/"don't call ... again|anymore",
+  1. Do Not Contact      contact text says "stop calling", "do not call"/"don't call|contact|email ... again|anymore",
                          "remove me/my number/us", "take me/us/my number off", "do-not-call", "never call",
                          "lose my/this number".
   2. Incorrect Number    "wrong number", "no one/nobody (here) by/named/called that name", "doesn't live|work
-                         here", "no longer works here", "not the right number", "never heard of".
+                         here", "no longer works here", "left the company", "not the right number", "never heard of",
+                         "just got this number", "I'm not <name> and".
   3. No Answer           no words at all, only ringing, or the contact said nothing and no voicemail phrase;
                          also "mailbox is full".
      Voicemail           the contact said nothing or one greeting turn, and a voicemail phrase occurs
@@ -39,7 +40,8 @@ disposition, the first rule that matches, in this order:
                          ("yes", "yeah", "sure", "sounds good", "perfect", "works for me", "that works", "great",
                          "book me", "let's do", "ok"/"okay").
   6. Callback Requested  a callback phrase ("call me", "call back", "try me", "reach me", "ring me", "give me a
-                         call|ring", "catch me", "follow up", "touch base", "circle back") not negated
+                         call|ring", "catch me", "follow up", "touch base", "circle back", or the agent's "better|
+                         another|good time", "what works for you", "another day") not negated
                          ("don't|do not|no need to|never" before it), with a time expression in the same turn or
                          the next two turns (see callback_at); or "call me back" without a time.
   7. Not Interested      a hard no: "don't call me back", "no need to call back", "not interested at all",
@@ -47,17 +49,20 @@ disposition, the first rule that matches, in this order:
   8. Future Potential    "not right now", "maybe later", "next year|quarter", "in a few months", "down the road",
                          "send me (some) info(rmation)", "email me", "keep me in mind", "reach out again",
                          "circle back later", "not ready", "after the holidays".
-  9. Not Interested      "not interested", "no thanks", "no thank you", "we're (all) set", "don't need",
+  9. Not Interested      "nothing to talk about", "signed a ... contract with", "not interested", "no thanks",
+                         "no thank you", "we're (all) set", "don't need",
                          "not looking", "not a fit", "not for us", "happy with (our|what)", "already (have|use)".
  10. Future Potential    anything else (a conversation without a clear outcome).
 
 callback_at (only with disposition Callback Requested; else null), resolved against call_started_at in time_zone:
-  day    "today"/"tonight"/"this morning|afternoon|evening"/"later today" = the call's day; "tomorrow" = +1;
+  day    "today"/"tonight"/"this morning|afternoon|evening"/"later today" (not "not today") = the call's day,
+         checked after every other day word; "tomorrow" = +1;
          "day after tomorrow" = +2; "<weekday>"/"this|on|coming <weekday>" = its next occurrence after the call's
          day; "next <weekday>" = that weekday in the following Monday-based week; "next week" = next week's
          Monday; "end of the week"/"later this week" = the next Friday after the call's day; "in N days|weeks"
          ("a"/"a couple of"/"a few" = 1/2/3); "next month" = the first weekday of next month; "<month> <day>(th)"
-         = that date (next year when past); "in N hours|minutes" / "in an hour" / "in half an hour" = start + that.
+         = that date (next year when past); "the <N>th" = that day of this month, else of the next;
+         "in (about) N hours|minutes" / "in an hour" / "in half an hour" = start + that.
   time   "3", "3:30", "3pm", "3:30 p.m.", "three", "three thirty", "half past two", "quarter past|to four",
          "noon"/"midday"/"lunch(time)" = 12:00, "first thing" = 08:00, "end of (the) day"/"close of business" =
          17:00, "morning" = 09:00, "afternoon" = 14:00, "evening" = 18:00, "tonight" = 19:00. A bare number is a
@@ -80,7 +85,8 @@ buying_signals the contact's sentences with a buying-signal phrase (BUYING_SIGNA
 engagement_assessment, conversation_quality, summary: one sentence each from the turn and word counts, the
                disposition and the callback time (summary: two or three sentences).
 
-Any other property of the schema, or a known one whose value does not fit its schema, is filled by type
+A known field is filled by name in any object of the schema (top level or nested); any other property of the
+schema, or a known one whose value does not fit its subschema, is filled by type
 (`fill`): enum/const -> its first value; string -> "" (date-time/date/time formats: the call's start);
 integer/number -> 0; boolean -> false; array -> []; null -> null; object -> every property.
 """
@@ -136,12 +142,14 @@ ACTIONS = {
     "Do Not Contact": "Add the number to the do-not-contact list and stop all outreach.",
 }
 
-DNC = re.compile(r"stop calling|do not call|don'?t (ever )?call (me|us|this number|here)( \w+)? (again|anymore|any more)"
+DNC = re.compile(r"stop calling|do not call|don'?t (ever )?(call|contact|email|text) (me|us|this number|here)( \w+)?"
+                 r"( by phone or email)? (again|anymore|any more)|do not (contact|email|text) (me|us)"
                  r"|remove (me|my number|us|this number)|take (me|us|my number|this number) off|do-not-call"
                  r"|never call|lose (my|this|our) number|put me on your do not")
 WRONG_NUMBER = re.compile(r"wrong number|(no one|nobody|no-one)( here)? (by|named|called|with) that name"
                           r"|(doesn'?t|does not) (live|work) here|no longer works? here|not the right number"
-                          r"|never heard of|there'?s no \w+ here")
+                          r"|never heard of|there'?s no \w+ here|left the company|(doesn'?t|does not) work here anymore"
+                          r"|just got this number|i'?m not \w+ and|this is(n'?t| not) \w+'?s (phone|number)")
 VOICEMAIL = re.compile(r"leave (a|your) (message|name)|after the (tone|beep)|at the (tone|beep)|voicemail|voice mail"
                        r"|not available to take your call|can'?t come to the phone|leaving (you )?a message"
                        r"|record your message|unable to take your call")
@@ -157,9 +165,10 @@ BOOKING = re.compile(r"\bbook(ed|ing)?\b|\bschedul(e|ed|ing)\b|calendar invite|s
 BOOKING_NEGATED = re.compile(r"(don'?t|do not|no need to|not|won'?t|never) (\w+ ){0,2}(book|schedul)")
 ASSENT = re.compile(r"\b(yes|yeah|yep|sure|sounds good|perfect|works for me|that works|great|book me|let'?s do"
                     r"|ok|okay|absolutely|definitely)\b")
-CALLBACK = re.compile(r"call (me|us|him|her) (back|again|on|at|in|tomorrow|next|later|after|around|this|monday|tuesday"
+CALLBACK = re.compile(r"(better|another|good|best) time|what works for you|another day|when would be better"
+                      r"|call (me|us|him|her) (back|again|on|at|in|tomorrow|next|later|after|around|this|monday|tuesday"
                       r"|wednesday|thursday|friday)|call (me|us)\b|call back|callback|call you back|try (me|us|again|back)"
-                      r"|reach (me|us)|ring (me|us)|give (me|us) a (call|ring|buzz)|catch (me|us)|follow up"
+                      r"|reach (me|us)|ring (me|us)|give (me|us) a (call|ring|buzz)( back)?|catch (me|us)|follow up"
                       r"|touch base|circle back")
 CALLBACK_NEGATED = re.compile(r"(don'?t|do not|no need to|never|not|stop|please don'?t) (\w+ ){0,2}"
                               r"(call|try|reach|ring|follow|circle|bother)")
@@ -169,7 +178,8 @@ FUTURE = re.compile(r"not right now|maybe later|next year|next quarter|in a few 
                     r"|down the road|send me (some |more )?info|email me|keep me in mind|reach out again"
                     r"|circle back later|not ready|after the holidays|later in the year|not at the moment"
                     r"|not this (year|quarter)|in the (spring|summer|fall|new year)")
-SOFT_NO = re.compile(r"not interested|no thanks|no thank you|we'?re (all )?set|don'?t need|not looking|not a fit"
+SOFT_NO = re.compile(r"nothing to talk about|signed (a|an) [\w -]*(contract|deal|agreement) with|not interested"
+                     r"|no thanks|no thank you|we'?re (all )?set|don'?t need|not looking|not a fit"
                      r"|not for us|happy with (our|what)|already (have|use|got)")
 
 
@@ -392,7 +402,8 @@ TIME_PATTERNS = [
     ("prep", re.compile(rf"\b{_PREP}\s+{_HOUR}(?:\s+{_MIN_WORD})?\b(?!\s*(days?|weeks?|months?|years?|minutes?|hours?"
                         rf"|people|users|seats|locations|percent|%|dollars|bucks|k\b|grand|thousand|hundred))")),
 ]
-PARTS_OF_DAY = [(re.compile(r"first thing"), time(8, 0)), (re.compile(r"\b(noon|midday|lunch ?time|lunch)\b"), time(12, 0)),
+PARTS_OF_DAY = [(re.compile(r"first thing"), time(8, 0)),
+                (re.compile(r"\b(noon|midday|lunch ?time|lunch)\b"), time(12, 0)),
                 (re.compile(r"end of (the )?day|close of business|\bcob\b|end of business"), time(17, 0)),
                 (re.compile(r"\bmorning\b"), time(9, 0)), (re.compile(r"\bafternoon\b"), time(14, 0)),
                 (re.compile(r"\bevening\b"), time(18, 0)), (re.compile(r"\btonight\b"), time(19, 0))]
@@ -461,8 +472,6 @@ def _day(text: str, today: date) -> date | None:
         return today + timedelta(days=2)
     if re.search(r"\btomorrow\b", text):
         return today + timedelta(days=1)
-    if re.search(r"\b(today|tonight|this (morning|afternoon|evening)|later today|later on)\b", text):
-        return today
     for index, name in enumerate(WEEKDAYS):
         found = re.search(rf"\b(next\s+)?{name}\b", text)
         if found:
@@ -484,6 +493,19 @@ def _day(text: str, today: date) -> date | None:
         while first.weekday() >= 5:
             first += timedelta(days=1)
         return first
+    of_month = re.search(r"\bthe (\d{1,2})(st|nd|rd|th)\b", text)
+    if of_month and not re.search(rf"\b({'|'.join(MONTHS)})\b", text):
+        day_number, candidate = int(of_month.group(1)), None
+        for months_ahead in (0, 1, 2):
+            first = (today.replace(day=1) + timedelta(days=32 * months_ahead)).replace(day=1)
+            try:
+                candidate = first.replace(day=day_number)
+            except ValueError:
+                continue
+            if candidate > today:
+                return candidate
+    if re.search(r"(?<!not )\b(today|tonight|this (morning|afternoon|evening)|later today|later on)\b", text):
+        return today
     dated = re.search(rf"\b({'|'.join(MONTHS)})\s+(\d{{1,2}})(st|nd|rd|th)?\b", text)
     if dated:
         month, day_number = MONTHS.index(dated.group(1)) + 1, int(dated.group(2))
@@ -499,7 +521,8 @@ def resolve_time(text: str, started_at: datetime) -> datetime | None:
     """The moment a phrase names, against the call's start (aware, in the location's zone); None without one."""
     lowered = text.lower().replace("’", "'")
     zone = started_at.tzinfo
-    relative = re.search(r"\bin (an|one|a|\d+|half an) (hour|hours|minutes?|mins?)\b", lowered)
+    relative = re.search(r"\bin (?:about |around |roughly |like )?(an|one|a|\d+|half an) (hour|hours|minutes?|mins?)\b",
+                         lowered)
     if relative and not re.search(r"\bin (a|an|one|\d+) (days?|weeks?)", lowered):
         amount = {"an": 1, "one": 1, "a": 1}.get(relative.group(1))
         if relative.group(1) == "half an":
@@ -553,19 +576,18 @@ def fill(schema: dict, known: dict[str, Any], *, started_at: datetime, root: dic
         if schema.get(combinator):
             options = schema[combinator]
             chosen = next((o for o in options if _types(o, root) - {"null"}), options[0])
-            return fill(chosen, {}, started_at=started_at, root=root, depth=depth + 1)
+            return fill(chosen, known, started_at=started_at, root=root, depth=depth + 1)
     if schema.get("allOf"):
         merged: dict = {}
         for part in schema["allOf"]:
             merged.update(_resolve(root, part["$ref"]) if "$ref" in part else part)
-        return fill(merged, known if name is None else {}, started_at=started_at, root=root, name=name,
-                    depth=depth + 1)
+        return fill(merged, known, started_at=started_at, root=root, depth=depth + 1)
     kinds = _types(schema, root)
     kind = next((k for k in ("object", "array", "string", "integer", "number", "boolean") if k in kinds), "null")
     if kind == "object":
         properties = schema.get("properties", {})
-        return {key: fill(sub, known if depth == 0 else {}, started_at=started_at, root=root, name=key,
-                          depth=depth + 1) for key, sub in properties.items()}
+        return {key: fill(sub, known, started_at=started_at, root=root, name=key, depth=depth + 1)
+                for key, sub in properties.items()}
     if kind == "array":
         count = max(0, int(schema.get("minItems", 0) or 0))
         items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
