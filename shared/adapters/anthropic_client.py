@@ -268,7 +268,9 @@ class AnthropicClient:
 
     async def create_message(self, params: dict[str, Any], *, estimated_input: int) -> Answer:
         """POST /v1/messages, paced; retried on 429/529/5xx/timeouts (never before a retry-after ends)."""
-        prompt_chars = len(params["system"]) + sum(len(m["content"]) for m in params["messages"])
+        from shared.domain.call_analysis import request_chars
+
+        prompt_chars = request_chars(params)
         estimated_output = int(min(params["max_tokens"], self.pacer.output_estimate * 1.2))
         for attempt in range(MAX_RETRIES + 1):
             granted = await self.pacer.acquire(estimated_input, estimated_output)

@@ -167,11 +167,15 @@ def parse_answer(text: str | None, stop_reason: str | None) -> CallAnalysis:
         raise InvalidAnswer(f"the answer does not fit the schema ({problems})"[:500]) from None
 
 
-def estimate_input_tokens(params: dict[str, Any], chars_per_token: float) -> int:
-    """A request's input tokens before it is sent (for pacing): its text length over the observed ratio."""
+def request_chars(params: dict[str, Any]) -> int:
+    """The characters a request's input tokens come from: system prompt, messages and the answer's schema."""
     chars = len(params["system"]) + sum(len(m["content"]) for m in params["messages"])
-    chars += len(json.dumps(params["output_config"], separators=(",", ":")))
-    return max(1, int(chars / max(chars_per_token, 0.5)) + 1)
+    return chars + len(json.dumps(params.get("output_config") or {}, separators=(",", ":")))
+
+
+def estimate_input_tokens(params: dict[str, Any], chars_per_token: float) -> int:
+    """A request's input tokens before it is sent (for pacing): its characters over the observed ratio."""
+    return max(1, int(request_chars(params) / max(chars_per_token, 0.5)) + 1)
 
 
 def custom_id(table: str, call_id: str) -> str:
