@@ -16,10 +16,12 @@ labelled transcripts (tests/fixtures/analysis) with a unique last line, merged b
    time: POST /v1/messages (no pacing, no retry: a 429 loses the analysis), then write the row. Measured on
    --baseline-calls calls; per-call time extrapolated (printed as such) and its losses counted.
 
-Floors, from what the stand-in counted for our run (input tokens are its count: characters / 4):
-  even-rate floor = max(requests / 50, input tokens / 40,000) minutes;
-  window floor    = the same less one window's worth (the first minute's budget is available at once on a
-                    sliding 60 s window), plus one answer's latency.
+Floors, from what the stand-in counted for our run (each answered request's input tokens, its count: characters / 4):
+  window floor    = the stand-in's limits on its sliding 60 s window: every request admitted, in order, at the
+                    earliest moment the window has room for it (any number at once), plus one answer's latency:
+                    the best any client can do against these limits (simulated on the run's own token counts);
+  even-rate floor = max(requests / 50, input tokens / 40,000) minutes (a continuously refilled bucket with no
+                    initial burst; shown for reference).
 Target: wall <= 1.15 x the window floor; 1.00 requests per call; peak RSS < 150 MB.
 """
 
@@ -74,6 +76,21 @@ def add_location(db, texts: list[str]) -> str:
     with db.cursor() as cursor:
         cursor.executemany("SELECT public.upsert_call(%s)", [(call,) for call in calls])
     return location_id
+
+
+def window_floor(tokens: list[int]) -> float:
+    """Seconds until the last of these requests is answered when each is admitted as early as a sliding 60 s window
+    of REQUESTS_PER_MINUTE requests and INPUT_TOKENS_PER_MINUTE input tokens allows (in order, no concurrency cap)."""
+    admitted: list[tuple[float, int]] = []
+    now = 0.0
+    for need in tokens:
+        while True:
+            recent = [(t, k) for t, k in admitted if t > now - 60.0]
+            if len(recent) < REQUESTS_PER_MINUTE and sum(k for _, k in recent) + need <= INPUT_TOKENS_PER_MINUTE:
+                break
+            now = min(t for t, _ in recent) + 60.0  # the oldest entry leaves the window
+        admitted.append((now, need))
+    return now + LATENCY_MS / 1000
 
 
 def run_ours(info: dict) -> tuple[float, int, float, dict]:
@@ -174,11 +191,8 @@ def main() -> None:
             repeated = sum(1 for n in by_sha.values() if n > 1)
 
             n = len(done)
-            minutes_even = max(len(log) / REQUESTS_PER_MINUTE, input_tokens / INPUT_TOKENS_PER_MINUTE)
-            minutes_window = max((len(answered) - REQUESTS_PER_MINUTE) / REQUESTS_PER_MINUTE,
-                                 (input_tokens - INPUT_TOKENS_PER_MINUTE) / INPUT_TOKENS_PER_MINUTE, 0)
-            even_floor = 60 * minutes_even
-            window_floor = 60 * minutes_window + LATENCY_MS / 1000
+            even_floor = 60 * max(len(answered) / REQUESTS_PER_MINUTE, input_tokens / INPUT_TOKENS_PER_MINUTE)
+            floor = window_floor([e.get("input_tokens") or 0 for e in answered])
 
             print(f"ours done in {elapsed:.1f} s; waiting 62 s for the stand-in's window to empty, then the baseline "
                   f"on {args.baseline_calls} calls ...", flush=True)
@@ -204,10 +218,12 @@ def main() -> None:
                   f"per call ({len(answered) / max(n, 1):.3f} answered per call; {repeated} call(s) answered twice); "
                   f"target 1.00")
             print(f"floor     : {len(answered)} requests, {input_tokens} input tokens (the stand-in's count) -> "
-                  f"even-rate floor {even_floor:.1f} s, window floor {window_floor:.1f} s "
+                  f"window floor {floor:.1f} s, even-rate floor {even_floor:.1f} s "
                   f"(binding: {'input tokens' if input_tokens / INPUT_TOKENS_PER_MINUTE > len(log) / REQUESTS_PER_MINUTE else 'requests'})")
-            verdict = "MET" if elapsed <= 1.15 * window_floor else "MISSED"
-            print(f"ratio     : {elapsed / window_floor:.3f} x the window floor, {elapsed / even_floor:.3f} x the "
+            verdict = "MET" if elapsed <= 1.15 * floor else "MISSED"
+            slowest = max(s["seconds"] for s in result["locations"])
+            print(f"ratio     : {elapsed / floor:.3f} x the window floor (wall; the slowest location's own time "
+                  f"{slowest:.1f} s = {slowest / floor:.3f} x), {elapsed / even_floor:.3f} x the "
                   f"even-rate floor -> target (<= 1.15 x window floor) {verdict}")
             print(f"memory    : peak RSS of the worker {peak_kb / 1024:.1f} MB (target < 150 MB: "
                   f"{'MET' if peak_kb / 1024 < 150 else 'MISSED'}); worker CPU {worker_cpu:.1f} s")

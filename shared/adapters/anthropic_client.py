@@ -104,6 +104,8 @@ class RateLimitPacer:
     How the budget comes back in between (a token bucket refilled continuously, as Anthropic documents, or a
     sliding window) is not assumed: a request that does not fit waits for `reset`, then the limit is spent again.
     Either way that is the limit per minute on average, and no request is sent that the headers say will not fit.
+    Nothing is sent between spending the budget and `reset` (a sliding window's reset is when its last entry
+    leaves it: a request sent meanwhile would push it a minute later).
     """
 
     clock: Callable[[], float] = time.monotonic
@@ -159,8 +161,9 @@ class RateLimitPacer:
             bucket.refresh(now)
             bucket.level = remaining if bucket.level is None else min(bucket.level, remaining)
             reset = _timestamp(headers.get(f"anthropic-ratelimit-{name}-reset"))
-            if reset is not None:
-                bucket.full_at = now + max(0.0, reset - wall) + self.reset_margin_seconds
+            if reset is not None:  # the latest word on when it is whole again (answers may arrive out of order)
+                full_at = now + max(0.0, reset - wall) + self.reset_margin_seconds
+                bucket.full_at = full_at if bucket.full_at is None else max(bucket.full_at, full_at)
         self._release_probe()
 
     def _release_probe(self) -> None:
@@ -170,15 +173,17 @@ class RateLimitPacer:
 
     def settle(self, estimated_input: int, estimated_output: int, answer: Answer | None, prompt_chars: int,
                sent_at: float | None = None) -> None:
-        """Correct the reservation by what the request really used, and learn the estimates."""
+        """Charge what the request used beyond its reservation, and learn the estimates. What it used less is not
+        credited back: spending it before `reset` would push a sliding window's `reset` (when it is empty again)
+        later, and the next full limit with it."""
         if answer is None:
             return
         for name, estimate, actual in (("input-tokens", estimated_input, answer.input_tokens),
                                        ("output-tokens", estimated_output, answer.output_tokens)):
             bucket = self.buckets[name]
             stale = sent_at is not None and sent_at < bucket.refilled_at
-            if bucket.level is not None and bucket.limit is not None and not stale:
-                bucket.level = min(bucket.limit, bucket.level + estimate - actual)
+            if bucket.level is not None and actual > estimate and not stale:
+                bucket.level -= actual - estimate
         if answer.input_tokens > 0:
             ratio = prompt_chars / answer.input_tokens
             # the first answer replaces the guess; later ones move the average, leaning low (an underestimate of

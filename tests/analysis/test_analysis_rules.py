@@ -165,8 +165,12 @@ def test_the_pacer_learns_tokens_from_usage():
     assert pacer.chars_per_token == pytest.approx(4.0) and pacer.output_estimate == 300
     pacer.settle(1000, 700, Answer("{}", "end_turn", input_tokens=1000, output_tokens=500, model="m"), 2000)
     assert pacer.chars_per_token == pytest.approx(2.0) and 300 < pacer.output_estimate < 500
-    # the reservation of 1000 input tokens was right for this answer: nothing refunded, nothing owed
-    assert pacer.buckets["input-tokens"].level <= 100000
+    # used less than reserved: nothing credited back before reset; used more: charged
+    level = pacer.buckets["input-tokens"].level
+    pacer.settle(100, 700, Answer("{}", "end_turn", input_tokens=50, output_tokens=300, model="m"), 200)
+    assert pacer.buckets["input-tokens"].level == level
+    pacer.settle(100, 700, Answer("{}", "end_turn", input_tokens=400, output_tokens=300, model="m"), 800)
+    assert pacer.buckets["input-tokens"].level == level - 300
 
 
 def test_model_rejects_unknown_dispositions_by_type():
