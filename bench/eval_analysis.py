@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.adapters.anthropic_client import AnthropicClient  # noqa: E402
 from shared.domain.call_analysis import (  # noqa: E402
-    PROMPT_VERSION, InvalidAnswer, estimate_input_tokens, estimated_cost_usd, parse_answer, request_params,
+    PROMPT_VERSION, InvalidAnswer, estimated_cost_usd, parse_answer, request_params,
 )
 from shared.domain.calls import infer_disposition  # noqa: E402
 
@@ -75,8 +75,7 @@ async def analyse_all(items, client: AnthropicClient, model: str, max_tokens: in
         tokens = [0, 0]
         problems = []
         for _ in range(2):  # as the worker: one more request after an invalid answer
-            answer = await client.create_message(params, estimated_input=estimate_input_tokens(
-                params, client.pacer.chars_per_token))
+            answer = await client.create_message(params)
             tokens[0] += answer.input_tokens
             tokens[1] += answer.output_tokens
             try:

@@ -120,16 +120,18 @@ class RateLimitPacer:
     _probing: bool = False
     _learned: bool = False
 
-    async def acquire(self, input_tokens: int, output_tokens: int) -> float:
-        """Wait until one request with these tokens fits, reserve it, and return the time it was granted (pass it
-        to observe/settle). Until the first answer says what the limits are, one request at a time."""
+    async def acquire(self, prompt_chars: int, max_tokens: int) -> tuple[float, int, int]:
+        """Wait until one request of `prompt_chars` characters fits, reserve it, and return (when it was granted,
+        the input and output tokens reserved) for observe/settle. Until the first answer says what the limits are
+        and what a token is, one request at a time."""
         while not self._known.is_set():
             if not self._probing:
                 self._probing = True
-                return self.clock()
+                return self.clock(), *self.estimates(prompt_chars, max_tokens)
             await self._known.wait()
-        needs = {"requests": 1.0, "input-tokens": float(input_tokens), "output-tokens": float(output_tokens)}
         async with self._lock:  # first come, first served: one waiter at a time holds the line
+            input_tokens, output_tokens = self.estimates(prompt_chars, max_tokens)  # with what the answers taught
+            needs = {"requests": 1.0, "input-tokens": float(input_tokens), "output-tokens": float(output_tokens)}
             while True:
                 now = self.clock()
                 wait = max(0.0, self.hold_until - now)
@@ -140,12 +142,18 @@ class RateLimitPacer:
                     for name, bucket in self.buckets.items():
                         if bucket.level is not None:
                             bucket.level -= needs[name]
-                    return now
+                    return now, input_tokens, output_tokens
                 self.stats.waits += 1
                 self.stats.waited_seconds += wait
                 await asyncio.sleep(wait)
 
-    def observe(self, headers: Any, sent_at: float | None = None) -> None:
+    def estimates(self, prompt_chars: int, max_tokens: int) -> tuple[int, int]:
+        """(input tokens, output tokens) to reserve for a request: characters over the learned ratio; the learned
+        answer length with a margin, at most max_tokens."""
+        return (max(1, int(prompt_chars / max(self.chars_per_token, 0.5)) + 1),
+                int(min(max_tokens, self.output_estimate * 1.2)))
+
+    def observe(self, headers: Any, sent_at: float | None = None, *, release: bool = True) -> None:
         """An answer's rate-limit headers (of a request granted at `sent_at`): the limits, the remaining budget
         when lower than our copy, and when it is whole again."""
         now = self.clock()
@@ -164,7 +172,8 @@ class RateLimitPacer:
             if reset is not None:  # the latest word on when it is whole again (answers may arrive out of order)
                 full_at = now + max(0.0, reset - wall) + self.reset_margin_seconds
                 bucket.full_at = full_at if bucket.full_at is None else max(bucket.full_at, full_at)
-        self._release_probe()
+        if release:
+            self._release_probe()
 
     def _release_probe(self) -> None:
         self._probing = False
@@ -271,14 +280,13 @@ class AnthropicClient:
 
     # ---- one analysis ---------------------------------------------------------------------------------------
 
-    async def create_message(self, params: dict[str, Any], *, estimated_input: int) -> Answer:
+    async def create_message(self, params: dict[str, Any]) -> Answer:
         """POST /v1/messages, paced; retried on 429/529/5xx/timeouts (never before a retry-after ends)."""
         from shared.domain.call_analysis import request_chars
 
         prompt_chars = request_chars(params)
-        estimated_output = int(min(params["max_tokens"], self.pacer.output_estimate * 1.2))
         for attempt in range(MAX_RETRIES + 1):
-            granted = await self.pacer.acquire(estimated_input, estimated_output)
+            granted, estimated_input, estimated_output = await self.pacer.acquire(prompt_chars, params["max_tokens"])
             async with self._in_flight:
                 self.stats.requests += 1
                 try:
@@ -291,13 +299,14 @@ class AnthropicClient:
                         raise AnthropicUnavailable(f"Anthropic could not be reached ({type(exc).__name__})") from None
                     delay = _backoff(attempt)
                 else:
-                    self.pacer.observe(raw.headers, granted)
+                    self.pacer.observe(raw.headers, granted, release=False)  # the first answer teaches tokens too
                     message = await raw.parse()
                     self.stats.answers += 1
                     answer = Answer(text=_first_text(message), stop_reason=message.stop_reason,
                                     input_tokens=int(message.usage.input_tokens or 0),
                                     output_tokens=int(message.usage.output_tokens or 0), model=message.model)
                     self.pacer.settle(estimated_input, estimated_output, answer, prompt_chars, granted)
+                    self.pacer._release_probe()
                     return answer
             if delay > 0:  # a connection failure's backoff (429/529 wait in the pacer, for every request)
                 await self._sleep(delay)

@@ -173,10 +173,6 @@ def request_chars(params: dict[str, Any]) -> int:
     return chars + len(json.dumps(params.get("output_config") or {}, separators=(",", ":")))
 
 
-def estimate_input_tokens(params: dict[str, Any], chars_per_token: float) -> int:
-    """A request's input tokens before it is sent (for pacing): its characters over the observed ratio."""
-    return max(1, int(request_chars(params) / max(chars_per_token, 0.5)) + 1)
-
 
 def custom_id(table: str, call_id: str) -> str:
     """A batch entry's custom_id: the call (`sales_calls-<uuid>`; Anthropic allows [a-zA-Z0-9_-]{1,64})."""

@@ -32,7 +32,7 @@ from typing import Any
 
 from shared import errors
 from shared.domain.call_analysis import (
-    PROMPT_VERSION, InvalidAnswer, custom_id, estimate_input_tokens, parse_answer, parse_custom_id, request_params,
+    PROMPT_VERSION, InvalidAnswer, custom_id, parse_answer, parse_custom_id, request_params,
 )
 from shared.logs import get_logger
 from shared.services.leased_work import LocationRun, record_answers, run_locations, work_leased_rows
@@ -226,8 +226,7 @@ async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any],
     problems: list[str] = []
     try:
         for _attempt in range(2):  # an invalid or refused answer gets one more request
-            estimate = estimate_input_tokens(params, client.pacer.chars_per_token)
-            answer = await client.create_message(params, estimated_input=estimate)
+            answer = await client.create_message(params)
             summary.requests += 1
             result.input_tokens += answer.input_tokens
             result.output_tokens += answer.output_tokens

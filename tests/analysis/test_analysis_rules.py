@@ -134,20 +134,20 @@ def _headers(limit_rpm, remaining, reset_in=None):
 def test_the_pacer_waits_for_the_bucket_and_for_retry_after():
     async def scenario():
         pacer = RateLimitPacer(reset_margin_seconds=0.0)
-        await pacer.acquire(10, 10)  # the probe: limits unknown
+        await pacer.acquire(30, 10)  # the probe: limits unknown
         pacer.observe(_headers(600, 1, reset_in=0.2))  # one request left, the whole limit back in 0.2 s
         began = time.monotonic()
-        await pacer.acquire(10, 10)
+        await pacer.acquire(30, 10)
         assert time.monotonic() - began < 0.05  # the one left
-        await pacer.acquire(10, 10)  # none left: waits for reset
+        await pacer.acquire(30, 10)  # none left: waits for reset
         waited = time.monotonic() - began
         for _ in range(599):  # the whole limit is back
-            await pacer.acquire(10, 10)
+            await pacer.acquire(30, 10)
         assert time.monotonic() - began < waited + 0.1
         pacer.observe(_headers(600, 600, reset_in=0))
         pacer.hold(0.3)
         began = time.monotonic()
-        await pacer.acquire(10, 10)
+        await pacer.acquire(30, 10)
         held = time.monotonic() - began
         return waited, held
 
