@@ -78,7 +78,8 @@ def connection_settings():
             overrides["ghl_api_base_url"] = info["ghl_api_base_url"]
         _use_local_anthropic(info)
     settings = Settings(**overrides)
-    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))  # the services' JSON logs: warnings only
+    # the services' JSON logs: warnings only, on stderr (stdout holds the command's result: one JSON document)
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), stream=sys.stderr)
     for secret in settings.secret_values():
         register_secret(secret)
     if os.environ.get("ANTHROPIC_API_KEY"):

@@ -39,12 +39,14 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str))
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", stream=None) -> None:
+    """JSON lines on `stream` (default stdout, where Cloud Functions collects them; operator commands pass stderr so
+    their stdout holds only their result)."""
     global _configured
     with _lock:
         if _configured:
             return
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
         handler.setFormatter(JsonFormatter())
         root = logging.getLogger("ghl_bridge")
         root.handlers = [handler]

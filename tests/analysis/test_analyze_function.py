@@ -96,6 +96,17 @@ def test_the_cli_prints_one_json_document_and_requeues_on_purpose(stack, db, sta
     assert bad.returncode == 2 and "--since" in bad.stderr
 
 
+def test_the_cli_json_stays_one_document_when_the_worker_logs(stack, db, standin, location):
+    loc = location()
+    call = upsert(db, loc, transcript=variant(MEETING))
+    standin.inject("429", count=1, retry_after=1)  # the worker logs a warning while it waits
+    done = subprocess.run([sys.executable, "-m", "ghl_bridge.cli", "analyze", "--location", loc, "--json"],
+                          env=cli_env(stack), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["locations"][0]["done"] == 1  # stdout: the one JSON document only
+    assert "anthropic asked to wait" in done.stderr and row(db, call)["analysis_status"] == "done"
+
+
 def test_a_worker_killed_mid_run_analyses_no_call_twice(stack, db, database, standin, location):
     loc = location()
     calls = [upsert(db, loc, transcript=variant(MEETING if i % 2 else CALLBACK)) for i in range(16)]
