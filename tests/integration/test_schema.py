@@ -258,16 +258,24 @@ def test_anon_key_can_write_nothing(anon_client, service_client, db, table):
     assert db.execute("SELECT count(*) AS n FROM clients WHERE name = 'hacked'").fetchone()["n"] == 0
 
 
-def test_each_sql_function_is_defined_in_one_migration():
-    """Nothing is deployed from a history of redefinitions: a function's one definition is where to read it."""
+def test_each_sql_function_redefinition_names_what_it_replaces():
+    """Migrations are append-only, so a function is changed by a later migration's CREATE OR REPLACE; where to read
+    it must stay obvious: a redefinition names the migration of the definition it replaces (e.g. "Same as
+    20261126001000's, plus ..."), and the newest definition is the one that runs (migrations apply in order)."""
     import re
     from collections import defaultdict
 
-    defined_in = defaultdict(set)
+    defined_in = defaultdict(list)
     for path in database.migration_files():
         for name in re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(?:public\.)?(\w+)\s*\(",
                                path.read_text(), flags=re.IGNORECASE):
-            defined_in[name].add(path.name)
+            if path not in defined_in[name]:
+                defined_in[name].append(path)
     assert defined_in, "no function found: the pattern no longer matches the migrations"
-    redefined = {name: sorted(files) for name, files in defined_in.items() if len(files) > 1}
-    assert redefined == {}
+    unexplained = {}
+    for name, paths in defined_in.items():
+        for earlier, later in zip(paths, paths[1:]):
+            version = earlier.name.split("_", 1)[0]
+            if version not in later.read_text():
+                unexplained[name] = (earlier.name, later.name)
+    assert unexplained == {}
