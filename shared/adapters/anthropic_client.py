@@ -120,16 +120,22 @@ class RateLimitPacer:
     _probing: bool = False
     _learned: bool = False
 
-    async def acquire(self, prompt_chars: int, max_tokens: int) -> tuple[float, int, int]:
+    async def acquire(self, prompt_chars: int, max_tokens: int,
+                      not_after: float | None = None) -> tuple[float, int, int]:
         """Wait until one request of `prompt_chars` characters fits, reserve it, and return (when it was granted,
         the input and output tokens reserved) for observe/settle. Until the first answer says what the limits are
-        and what a token is, one request at a time."""
-        while not self._known.is_set():
-            if not self._probing:
-                self._probing = True
-                return self.clock(), *self.estimates(prompt_chars, max_tokens)
-            await self._known.wait()
-        async with self._lock:  # first come, first served: one waiter at a time holds the line
+        and what a token is, one request at a time. `not_after`: a clock() time after which the request must not
+        start (its call's lease is ending): PacerTimeout, nothing reserved."""
+        try:
+            while not self._known.is_set():
+                if not self._probing:
+                    self._probing = True
+                    return self.clock(), *self.estimates(prompt_chars, max_tokens)
+                await asyncio.wait_for(self._known.wait(), _left(not_after, self.clock()))
+            await asyncio.wait_for(self._lock.acquire(), _left(not_after, self.clock()))
+        except asyncio.TimeoutError:
+            raise PacerTimeout("the rate limit leaves no room before the call's lease ends") from None
+        try:  # first come, first served: one waiter at a time holds the line
             input_tokens, output_tokens = self.estimates(prompt_chars, max_tokens)  # with what the answers taught
             needs = {"requests": 1.0, "input-tokens": float(input_tokens), "output-tokens": float(output_tokens)}
             while True:
@@ -138,6 +144,8 @@ class RateLimitPacer:
                 for name, bucket in self.buckets.items():
                     bucket.refresh(now)
                     wait = max(wait, bucket.wait_for(needs[name], now))
+                if not_after is not None and now + wait > not_after:
+                    raise PacerTimeout("the rate limit leaves no room before the call's lease ends")
                 if wait <= 0:
                     for name, bucket in self.buckets.items():
                         if bucket.level is not None:
@@ -146,6 +154,8 @@ class RateLimitPacer:
                 self.stats.waits += 1
                 self.stats.waited_seconds += wait
                 await asyncio.sleep(wait)
+        finally:
+            self._lock.release()
 
     def estimates(self, prompt_chars: int, max_tokens: int) -> tuple[int, int]:
         """(input tokens, output tokens) to reserve for a request: characters over the learned ratio; the learned
@@ -220,6 +230,14 @@ def _timestamp(value: Any) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
+class PacerTimeout(Exception):
+    """No request slot before the caller's `not_after`: the call is given back, nothing was sent."""
+
+
+def _left(not_after: float | None, now: float) -> float | None:
+    return None if not_after is None else max(0.0, not_after - now)
+
+
 def _number(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -280,13 +298,15 @@ class AnthropicClient:
 
     # ---- one analysis ---------------------------------------------------------------------------------------
 
-    async def create_message(self, params: dict[str, Any]) -> Answer:
-        """POST /v1/messages, paced; retried on 429/529/5xx/timeouts (never before a retry-after ends)."""
+    async def create_message(self, params: dict[str, Any], *, not_after: float | None = None) -> Answer:
+        """POST /v1/messages, paced; retried on 429/529/5xx/timeouts (never before a retry-after ends).
+        `not_after` (pacer clock): no request starts later (PacerTimeout): the caller's lease is ending."""
         from shared.domain.call_analysis import request_chars
 
         prompt_chars = request_chars(params)
         for attempt in range(MAX_RETRIES + 1):
-            granted, estimated_input, estimated_output = await self.pacer.acquire(prompt_chars, params["max_tokens"])
+            granted, estimated_input, estimated_output = await self.pacer.acquire(prompt_chars, params["max_tokens"],
+                                                                                  not_after)
             async with self._in_flight:
                 self.stats.requests += 1
                 try:
@@ -432,5 +452,5 @@ def client_from_settings(settings) -> AnthropicClient:
                            max_in_flight=settings.analysis_max_in_flight)
 
 
-__all__ = ["AnthropicClient", "Answer", "RateLimitPacer", "AnthropicUnauthorized", "AnthropicConfigError",
+__all__ = ["AnthropicClient", "Answer", "RateLimitPacer", "PacerTimeout", "AnthropicUnauthorized", "AnthropicConfigError",
            "AnthropicRefused", "AnthropicUnavailable", "client_from_settings", "retry_after_seconds"]

@@ -213,7 +213,7 @@ async def _work_live(repository, settings, client, run: _LocationRun, *, limit, 
 
 async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any], work_by: float, clock) -> _Result:
     from shared.adapters.anthropic_client import (
-        AnthropicConfigError, AnthropicRefused, AnthropicUnauthorized, AnthropicUnavailable,
+        AnthropicConfigError, AnthropicRefused, AnthropicUnauthorized, AnthropicUnavailable, PacerTimeout,
     )
 
     summary = run.summary
@@ -226,7 +226,8 @@ async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any],
     problems: list[str] = []
     try:
         for _attempt in range(2):  # an invalid or refused answer gets one more request
-            answer = await client.create_message(params)
+            # never a request after work_by: by then the lease may end and another claim take the call
+            answer = await client.create_message(params, not_after=work_by)
             summary.requests += 1
             result.input_tokens += answer.input_tokens
             result.output_tokens += answer.output_tokens
@@ -241,6 +242,11 @@ async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any],
         else:
             result.outcome = "failed"
             result.reason = f"invalid answer twice: {problems[-1]}"[:1000]
+    except PacerTimeout:
+        if result.input_tokens == 0:
+            summary.released += 1
+            return _Result(id=result.id, table=result.table, outcome="released")
+        result.outcome, result.reason = "retry", "the rate limit left no room before the lease ended"
     except (AnthropicUnauthorized, AnthropicConfigError) as exc:
         run.stop_all(exc.message)
         if result.input_tokens == 0:

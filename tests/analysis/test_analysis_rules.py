@@ -176,3 +176,20 @@ def test_the_pacer_learns_tokens_from_usage():
 def test_model_rejects_unknown_dispositions_by_type():
     with pytest.raises(Exception):
         CallAnalysis.model_validate({**VALID, "disposition": "Interested"})
+
+
+def test_the_pacer_gives_a_request_back_rather_than_start_it_after_its_lease():
+    from shared.adapters.anthropic_client import PacerTimeout
+
+    async def scenario():
+        pacer = RateLimitPacer(reset_margin_seconds=0.0)
+        await pacer.acquire(30, 10)
+        pacer.observe(_headers(600, 0, reset_in=5))  # nothing left for 5 s
+        began = time.monotonic()
+        with pytest.raises(PacerTimeout):
+            await pacer.acquire(30, 10, not_after=time.monotonic() + 0.2)
+        assert time.monotonic() - began < 0.1  # it knew at once: no waiting for nothing
+        return pacer
+
+    pacer = asyncio.run(scenario())
+    assert pacer.buckets["requests"].level == 0  # nothing reserved
