@@ -37,11 +37,15 @@
 #   SECRET_NAME_SCHEDULER_SECRET  ghl-bridge-scheduler-secret
 #   SECRET_NAME_SPOOL_ACCESS_KEY_ID ghl-bridge-spool-access-key-id   (only with SPOOL_S3_BUCKET)
 #   SECRET_NAME_SPOOL_SECRET_ACCESS_KEY ghl-bridge-spool-secret-access-key
+#   SECRET_NAME_ANTHROPIC_API_KEY ghl-bridge-anthropic-api-key      (only with CALL_ANALYSIS=true)
 #   SUPABASE_SERVICE_ROLE_KEY, GHL_WEBHOOK_SECRET, SCHEDULER_SECRET   the values themselves (env)
+#   ANTHROPIC_API_KEY           the Anthropic API key (env, only with CALL_ANALYSIS=true)
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the spool's S3 credentials (env, only with SPOOL_S3_BUCKET)
 #   DATABASE_URL                migrations through psql when the supabase CLI has no linked project
 #   SYNC_SCHEDULE               */5 * * * *     IMPORT_SCHEDULE   * * * * *     REPLAY_SCHEDULE  */5 * * * *
 #   ENRICH_SCHEDULE             */5 * * * *     (transcripts and recordings of calls, docs/enrichment.md)
+#   CALL_ANALYSIS               true: process-ghl-import reads ANTHROPIC_API_KEY and the job analyze-calls runs
+#                               on ANALYZE_SCHEDULE (*/5 * * * *) (docs/analysis.md); false: neither
 #   RECORDINGS_ENABLED          true: recordings go to object storage (bucket RECORDINGS_S3_BUCKET, default
 #                               call-recordings; the spool's S3 store and credentials unless RECORDINGS_S3_* say
 #                               otherwise); forced to false when no S3 store is configured at all
@@ -57,7 +61,8 @@
 #   Passed to the functions when set: GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
 #   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
 #   SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS RECORDINGS_S3_BUCKET RECORDINGS_S3_ENDPOINT_URL
-#   RECORDINGS_S3_REGION ENRICH_HORIZON_HOURS (and RECORDINGS_ENABLED, to process-ghl-import only)
+#   RECORDINGS_S3_REGION ENRICH_HORIZON_HOURS ANTHROPIC_MODEL ANTHROPIC_BASE_URL ANALYSIS_BATCH_THRESHOLD
+#   ANALYSIS_MAX_IN_FLIGHT (and RECORDINGS_ENABLED, to process-ghl-import only)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,12 +74,16 @@ SECRET_NAME_WEBHOOK_SECRET="${SECRET_NAME_WEBHOOK_SECRET:-ghl-bridge-ghl-webhook
 SECRET_NAME_SCHEDULER_SECRET="${SECRET_NAME_SCHEDULER_SECRET:-ghl-bridge-scheduler-secret}"
 SECRET_NAME_SPOOL_ACCESS_KEY_ID="${SECRET_NAME_SPOOL_ACCESS_KEY_ID:-ghl-bridge-spool-access-key-id}"
 SECRET_NAME_SPOOL_SECRET_ACCESS_KEY="${SECRET_NAME_SPOOL_SECRET_ACCESS_KEY:-ghl-bridge-spool-secret-access-key}"
+SECRET_NAME_ANTHROPIC_API_KEY="${SECRET_NAME_ANTHROPIC_API_KEY:-ghl-bridge-anthropic-api-key}"
 # With SPOOL_S3_BUCKET set, the functions that write or replay the spool get its S3 credentials too.
 SPOOL_SECRETS="AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY"
 SYNC_SCHEDULE="${SYNC_SCHEDULE:-*/5 * * * *}"
 IMPORT_SCHEDULE="${IMPORT_SCHEDULE:-* * * * *}"
 REPLAY_SCHEDULE="${REPLAY_SCHEDULE:-*/5 * * * *}"  # the webhook spool's replay (an action of process-ghl-import)
 ENRICH_SCHEDULE="${ENRICH_SCHEDULE:-*/5 * * * *}"  # call transcripts and recordings (an action of process-ghl-import)
+# Call analysis with Claude (an action of process-ghl-import): its key, its job. false: no key asked for, no job.
+CALL_ANALYSIS="${CALL_ANALYSIS:-true}"
+ANALYZE_SCHEDULE="${ANALYZE_SCHEDULE:-*/5 * * * *}"
 # Recordings need an object store: without any S3 setting, the enrich action fetches transcripts only.
 if [[ -z ${SPOOL_S3_BUCKET:-}${RECORDINGS_S3_BUCKET:-}${RECORDINGS_S3_ENDPOINT_URL:-} ]]; then RECORDINGS_ENABLED=false; fi
 RECORDINGS_ENABLED="${RECORDINGS_ENABLED:-true}"
@@ -94,6 +103,9 @@ TASKS_LOCATION="${TASKS_LOCATION:-}"                    # default $GCP_REGION
 TASKS_QUEUE_PREFIX="${TASKS_QUEUE_PREFIX:-ghl-bridge-}"
 FANOUT_JOBS="sync enrich import"
 QUEUE_MAX_CONCURRENT_DISPATCHES="${QUEUE_MAX_CONCURRENT_DISPATCHES:-100}"  # locations worked at once per job
+# Anthropic's rate limits are the organisation's, not a location's: fewer analyze tasks at once (each paces itself
+# by the shared anthropic-ratelimit-* headers; more only split the same budget).
+QUEUE_ANALYZE_MAX_CONCURRENT_DISPATCHES="${QUEUE_ANALYZE_MAX_CONCURRENT_DISPATCHES:-8}"
 QUEUE_MAX_DISPATCHES_PER_SECOND="${QUEUE_MAX_DISPATCHES_PER_SECOND:-20}"
 QUEUE_MAX_ATTEMPTS="${QUEUE_MAX_ATTEMPTS:-20}"  # a task answered 409 location_busy waits for the other runner
 QUEUE_MIN_BACKOFF="${QUEUE_MIN_BACKOFF:-5s}"
@@ -102,7 +114,8 @@ BATCH_MAX_INSTANCES="${BATCH_MAX_INSTANCES:-100}"  # sync-prospects-to-ghl / pro
 PASSTHROUGH_VARS=(GHL_API_BASE_URL PHONE_DEFAULT_REGION LOG_LEVEL GHL_WEBHOOK_RSA_PUBLIC_KEY
   GHL_WEBHOOK_ED25519_PUBLIC_KEY SPOOL_S3_ENDPOINT_URL SPOOL_S3_BUCKET SPOOL_S3_REGION SPOOL_S3_PREFIX
   SYNC_CUSTOM_FIELD_VALUE_KEY IMPORT_CREATE_UNMATCHED_PROSPECTS RECORDINGS_S3_BUCKET RECORDINGS_S3_ENDPOINT_URL
-  RECORDINGS_S3_REGION ENRICH_HORIZON_HOURS)
+  RECORDINGS_S3_REGION ENRICH_HORIZON_HOURS ANTHROPIC_MODEL ANTHROPIC_BASE_URL ANALYSIS_BATCH_THRESHOLD
+  ANALYSIS_MAX_IN_FLIGHT)
 
 # name | timeout | secrets it reads (env var names)
 FUNCTIONS=(
@@ -118,6 +131,8 @@ JOBS=(
   'replay-webhook-spool|process-ghl-import|'"$REPLAY_SCHEDULE"'|{"action":"replay_spool"}'
   'enrich-calls|process-ghl-import|'"$ENRICH_SCHEDULE"'|{"action":"enrich","dispatch":true}'
 )
+[[ $CALL_ANALYSIS == false ]] || FANOUT_JOBS+=" analyze"
+[[ $CALL_ANALYSIS == false ]] || JOBS+=('analyze-calls|process-ghl-import|'"$ANALYZE_SCHEDULE"'|{"action":"analyze","dispatch":true}')
 
 DRY_RUN=0 FORCE=0 SKIP_MIGRATIONS=0 SKIP_FUNCTIONS=0 SKIP_QUEUES=0 SKIP_SCHEDULER=0
 SECRET_VALUES=()  # every secret value known to this run: masked as *** in anything printed
@@ -240,6 +255,7 @@ needed_secrets() {  # the secret env vars the selected steps need
   if (( ! SKIP_FUNCTIONS )) && [[ -n ${SPOOL_S3_BUCKET:-} || $RECORDINGS_ENABLED != false ]]; then
     names+=($SPOOL_SECRETS)
   fi
+  (( SKIP_FUNCTIONS )) || [[ $CALL_ANALYSIS == false ]] || names+=(ANTHROPIC_API_KEY)
   printf '%s\n' "${names[@]+"${names[@]}"}" | sort -u
 }
 
@@ -251,7 +267,8 @@ migration_tool() {  # supabase | psql | none
 
 load_env_secrets() {  # known secret values, so every printout can mask them
   local name
-  for name in SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET DATABASE_URL SUPABASE_DB_PASSWORD $SPOOL_SECRETS; do
+  for name in SUPABASE_SERVICE_ROLE_KEY GHL_WEBHOOK_SECRET SCHEDULER_SECRET DATABASE_URL SUPABASE_DB_PASSWORD $SPOOL_SECRETS \
+      ANTHROPIC_API_KEY; do
     [[ -n ${!name:-} ]] && SECRET_VALUES+=("${!name}")
   done
   return 0
@@ -476,6 +493,7 @@ secret_ref() {  # secret_ref ENV_NAME: its Secret Manager secret name
     SCHEDULER_SECRET) printf '%s' "$SECRET_NAME_SCHEDULER_SECRET" ;;
     AWS_ACCESS_KEY_ID) printf '%s' "$SECRET_NAME_SPOOL_ACCESS_KEY_ID" ;;
     AWS_SECRET_ACCESS_KEY) printf '%s' "$SECRET_NAME_SPOOL_SECRET_ACCESS_KEY" ;;
+    ANTHROPIC_API_KEY) printf '%s' "$SECRET_NAME_ANTHROPIC_API_KEY" ;;
   esac
 }
 
@@ -501,6 +519,7 @@ deploy_function() {
   IFS='|' read -r name timeout secrets <<<"$spec"
   if [[ -n ${SPOOL_S3_BUCKET:-} && $name != sync-prospects-to-ghl ]]; then secrets+=" $SPOOL_SECRETS"
   elif [[ $RECORDINGS_ENABLED != false && $name == process-ghl-import ]]; then secrets+=" $SPOOL_SECRETS"; fi
+  [[ $CALL_ANALYSIS != false && $name == process-ghl-import ]] && secrets+=" ANTHROPIC_API_KEY"
   local source="$BUILD_DIR/$name"
   [[ $source == /* ]] || source="$ROOT/$source"
   local args=(gcloud functions deploy "$name" --project="$GCP_PROJECT" --region="$GCP_REGION" --gen2
@@ -599,9 +618,11 @@ grant_invoker() {
 
 deploy_queues() {
   say "== queues (Cloud Tasks, $TASKS_LOCATION)"
-  local job queue
+  local job queue max_dispatches
   for job in $FANOUT_JOBS; do
     queue="$TASKS_QUEUE_PREFIX$job"
+    max_dispatches=$QUEUE_MAX_CONCURRENT_DISPATCHES
+    [[ $job == analyze ]] && max_dispatches=$QUEUE_ANALYZE_MAX_CONCURRENT_DISPATCHES
     local describe=(gcloud tasks queues describe "$queue" --project="$GCP_PROJECT" --location="$TASKS_LOCATION" --format='value(name)')
     local verb=create
     show "${describe[@]}"
@@ -611,7 +632,7 @@ deploy_queues() {
       verb=update
     fi
     run gcloud tasks queues "$verb" "$queue" --project="$GCP_PROJECT" --location="$TASKS_LOCATION" \
-      --max-concurrent-dispatches="$QUEUE_MAX_CONCURRENT_DISPATCHES" \
+      --max-concurrent-dispatches="$max_dispatches" \
       --max-dispatches-per-second="$QUEUE_MAX_DISPATCHES_PER_SECOND" --max-attempts="$QUEUE_MAX_ATTEMPTS" \
       --min-backoff="$QUEUE_MIN_BACKOFF" --max-backoff="$QUEUE_MAX_BACKOFF" --quiet
     # The functions' runtime account creates the queue's tasks.

@@ -43,8 +43,11 @@ BIG_TABLES = ("sales_calls", "calls", "ghl_webhook_events", "sales_prospects")
 DOCTOR_INDEXES = ("ghl_webhook_events_location_received_idx", "sales_calls_unsettled_idx", "calls_unsettled_idx",
                   "sales_prospects_sync_error_idx", "ghl_webhook_events_problems_idx", "sales_prospects_unsynced_idx",
                   "sales_calls_enrichment_unavailable_idx", "calls_enrichment_unavailable_idx",
-                  "sales_calls_enrichment_due_idx", "calls_enrichment_due_idx")
-FACT_FUNCTIONS = ("doctor_webhook_facts", "doctor_sync_facts", "doctor_import_facts", "doctor_enrichment_facts")
+                  "sales_calls_enrichment_due_idx", "calls_enrichment_due_idx",
+                  "sales_calls_analysis_due_idx", "calls_analysis_due_idx", "sales_calls_analysis_ended_idx",
+                  "calls_analysis_ended_idx")
+FACT_FUNCTIONS = ("doctor_webhook_facts", "doctor_sync_facts", "doctor_import_facts", "doctor_enrichment_facts",
+                  "doctor_analysis_facts")
 
 
 class CountingRepo:
@@ -309,6 +312,7 @@ def main() -> None:
                     ("SELECT doctor_sync_facts(%s)", ([internal[0]],)),
                     ("SELECT doctor_import_facts(%s)", ([internal[0]],)),
                     ("SELECT doctor_enrichment_facts(%s)", ([internal[0], client[0]],)),
+                    ("SELECT doctor_analysis_facts(%s)", ([internal[0], client[0]],)),
                     ("SELECT doctor_unattributed_webhook_facts()", ())):
                 print(f"  {sql % tuple(repr(p) for p in params) if params else sql}")
                 for statement, plan in explain_nested(plain, sql, params):

@@ -17,6 +17,7 @@
     ghl-bridge location add --from-csv FILE    many locations (columns id, token, name, type, client)
     ghl-bridge location list | enable ID | disable ID | rotate-token ID | map ID [--field f=ID ...]
       (a token comes from stdin or the variable --token-env names, never from the command line)
+    ghl-bridge analyze [--location ID] [--limit N] [--json] [--again --since ISO]   analyse calls with Claude
       (operator commands: SUPABASE_URL/SUPABASE_SERVICE_ROLE_KEY, else the running local stack)
 """
 
@@ -71,6 +72,9 @@ def _print_stack(info: dict) -> None:
     print(f"GHL_API_BASE_URL           {info['ghl_api_base_url']}")
     print(f"GHL_WEBHOOK_SECRET         {info['ghl_webhook_secret']}")
     print(f"SCHEDULER_SECRET           {info['scheduler_secret']}")
+    print(f"ANTHROPIC_BASE_URL         {info['anthropic_url']}")
+    if info.get("anthropic_api_key"):
+        print(f"ANTHROPIC_API_KEY          {info['anthropic_api_key']} (the stack's Anthropic stand-in)")
     if info.get("s3_endpoint_url"):
         print(f"SPOOL_S3_ENDPOINT_URL      {info['s3_endpoint_url']} (moto S3, bucket ghl-webhook-spool)")
     if info.get("cloud_tasks_url"):
@@ -96,6 +100,8 @@ def cmd_stack_status(args: argparse.Namespace) -> int:
             print("no stack is running")
         for name, s in services.items():
             print(f"{name:<36} {'running' if s['running'] else 'STOPPED':<8} port {s['port']}  pid {s['pid']}")
+        if services and status.get("anthropic_url"):
+            print(f"{'ANTHROPIC_BASE_URL':<36} {status['anthropic_url']}")
     return 0 if all(s["running"] for s in status["services"].values()) else 1
 
 

@@ -53,7 +53,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "checking " + (f"location {args.location}" if args.location else "every location"),
         lambda: doctor.run_doctor(repo, location_id=args.location, check_ghl=not args.no_ghl,
                                   ghl_factory=doctor.doctor_ghl_factory(settings),
-                                  ghl_reserve=settings.ghl_daily_budget_reserve, spool=_spool(settings)))
+                                  ghl_reserve=settings.ghl_daily_budget_reserve, spool=_spool(settings),
+                                  analysis_prices=doctor.analysis_prices(settings)))
     result = {**report.to_dict(), "source": source}
     if args.json:
         operations._print_json(result)

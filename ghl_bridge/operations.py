@@ -5,6 +5,7 @@
     ghl-bridge import process [BATCH] [--json]
     ghl-bridge import status [BATCH] [--json]
     ghl-bridge enrich [--location ID] [--limit N] [--json]
+    ghl-bridge analyze [--location ID] [--limit N] [--json] [--again --since ISO]
 
 They call the same services the deployed functions call (shared/services), in this process, with the
 service-role key: SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY from the environment or, when both are
@@ -46,6 +47,14 @@ def _local_stack_info() -> dict[str, Any] | None:
     return None
 
 
+def _use_local_anthropic(info: dict[str, Any]) -> None:
+    """On the local stack, the Anthropic SDK (which reads ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY) talks to the
+    stack's stand-in, as the functions do; unless ANTHROPIC_BASE_URL names another Anthropic."""
+    if not os.environ.get("ANTHROPIC_BASE_URL") and info.get("anthropic_api_key") and info.get("anthropic_url"):
+        os.environ["ANTHROPIC_BASE_URL"] = info["anthropic_url"]
+        os.environ["ANTHROPIC_API_KEY"] = info["anthropic_api_key"]
+
+
 def connection_settings():
     """Settings for the services: the environment's project, else the running local stack's."""
     from shared.config import Settings
@@ -67,10 +76,14 @@ def connection_settings():
         overrides = {"supabase_url": info["supabase_url"], "supabase_service_role_key": info["service_role_key"]}
         if not os.environ.get("GHL_API_BASE_URL") and info.get("ghl_api_base_url"):
             overrides["ghl_api_base_url"] = info["ghl_api_base_url"]
+        _use_local_anthropic(info)
     settings = Settings(**overrides)
-    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))  # the services' JSON logs: warnings only
+    # the services' JSON logs: warnings only, on stderr (stdout holds the command's result: one JSON document)
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), to_stderr=True)
     for secret in settings.secret_values():
         register_secret(secret)
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        register_secret(os.environ["ANTHROPIC_API_KEY"])
     return settings, source
 
 
@@ -382,6 +395,81 @@ def cmd_enrich(args: argparse.Namespace) -> int:
     return 1 if any(s["status"] == "failed" for s in output["locations"]) else 0
 
 
+# ---- analyze --------------------------------------------------------------------------------------
+
+ANALYZE_COLUMNS = ["location_id", "claimed", "done", "failed", "retry_later", "released", "batches_submitted",
+                   "batches_collected", "input_tokens", "output_tokens", "status", "seconds", "error"]
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Analyse due calls with Claude now (the analyze action's service), a bar counting calls; with --json one
+    document: the run's summaries plus each location's backlog, failures, tokens, estimated spend (24 h) and
+    AI-vs-regex disagreements."""
+    from datetime import datetime
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shared.adapters.analysis_repository import AnalysisRepository
+    from shared.domain.call_analysis import PROMPT_VERSION, estimated_cost_usd
+    from shared.services.analyze_calls import run_analyze
+    from shared.services.doctor import analysis_prices
+
+    if args.limit is not None and args.limit < 1:
+        raise OperatorError("--limit must be at least 1")
+    if bool(args.again) != bool(args.since):
+        raise OperatorError("--again and --since go together: --again --since 2026-11-01T00:00:00Z analyses again "
+                            "the calls started since then that this prompt version has not analysed")
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            raise OperatorError(f"--since must be an ISO 8601 date-time, not {args.since!r}") from None
+        if since.tzinfo is None:
+            raise OperatorError("--since needs a UTC offset (e.g. 2026-11-01T00:00:00Z)")
+    settings, source = connection_settings()
+    database = _database(settings)
+    repo = AnalysisRepository(database)
+    requeued = repo.requeue(args.location, since.isoformat(), PROMPT_VERSION) if since else None
+    locations = [row["location_id"] for row in repo.list_integrations(args.location)]
+    due = sum(int(repo.location_state(location).get("due") or 0) for location in locations)
+    total = min(due, args.limit * max(1, len(locations))) if args.limit else due
+    what = f"location {args.location}" if args.location else "every location with analysis on"
+    console = _stderr_console()
+    started = time.monotonic()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(f"analysing calls of {what}", total=total or None)
+        summaries = _run_showing(progress, lambda: run_analyze(
+            database, settings, location_id=args.location, limit=args.limit,
+            deadline=time.monotonic() + settings.analysis_deadline_seconds,
+            progress=lambda n: progress.advance(task, n)))
+    prices = analysis_prices(settings)
+    facts = repo.facts([s.location_id for s in summaries])
+    for location_facts in facts.values():
+        location_facts["estimated_spend_usd_24h"] = estimated_cost_usd(location_facts.get("tokens_24h") or {},
+                                                                       **prices)
+    output = {"source": source, "model": settings.anthropic_model, "prompt_version": PROMPT_VERSION,
+              "prices": prices, "requeued": requeued, "seconds": round(time.monotonic() - started, 3),
+              "locations": [summary.to_dict() for summary in summaries], "last_24h": facts}
+    if args.json:
+        _print_json(output)
+    else:
+        title = f"analyze against {source} ({settings.anthropic_model}, {PROMPT_VERSION})"
+        if requeued is not None:
+            title += f": {requeued} call(s) queued again"
+        _print_table(title, ANALYZE_COLUMNS, output["locations"])
+        for location_id, location_facts in facts.items():
+            tokens = location_facts.get("tokens_24h") or {}
+            votes = location_facts.get("dispositions_24h") or {}
+            print(f"{location_id}: last 24 h {location_facts.get('done_24h')} analysed, "
+                  f"{location_facts.get('failed_24h')} failed, {sum(tokens.values())} tokens, about "
+                  f"${location_facts['estimated_spend_usd_24h']:.2f}; backlog {location_facts.get('pending')} "
+                  f"({location_facts.get('in_batches')} in batches); AI vs regex disagreed "
+                  f"{votes.get('disagreed')}/{votes.get('compared')}")
+    return 1 if any(s["status"] == "failed" for s in output["locations"]) else 0
+
+
 # ---- parser -------------------------------------------------------------------------------------
 
 def add_parsers(sub) -> None:
@@ -414,6 +502,16 @@ def add_parsers(sub) -> None:
     enrich.add_argument("--limit", type=int, help="at most this many calls per location")
     enrich.add_argument("--json", action="store_true", help="print the result as JSON")
     enrich.set_defaults(func=_guarded(cmd_enrich))
+
+    analyze = sub.add_parser("analyze", help="analyse due calls with Claude now (ai_summary, disposition)")
+    analyze.add_argument("--location", help="only this GHL location id (default: every one with analysis on)")
+    analyze.add_argument("--limit", type=int, help="at most this many calls per location")
+    analyze.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    analyze.add_argument("--again", action="store_true",
+                         help="first queue again the calls started since --since that this prompt version has not "
+                              "analysed (on purpose: each is one more request)")
+    analyze.add_argument("--since", help="with --again: ISO 8601 date-time with offset")
+    analyze.set_defaults(func=_guarded(cmd_analyze))
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -98,14 +98,35 @@ class Settings(EnvSettings):
     sync_slot_seconds: int = Field(300, description="one sync task per location per slot (the schedule's period)")
     enrich_slot_seconds: int = 300
     import_slot_seconds: int = 60
+    analysis_slot_seconds: int = Field(300, description="one analyze task per location per slot")
 
     # Private batch functions (deploy.sh): Google's front end has checked the caller's OIDC token and its
     # invoker role before the request arrives; the function accepts a token whose claims name this account.
     trusted_invoker_email: str | None = None
+    # Call analysis with Claude (docs/analysis.md)
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = Field(None, description="default: the SDK's (https://api.anthropic.com)")
+    anthropic_model: str = Field("claude-sonnet-4-5-20250929", description="the model the replaced system used")
+    analysis_max_tokens: int = Field(2048, description="max_tokens of one analysis (the answer is ~400-700 tokens)")
+    analysis_max_in_flight: int = Field(16, description="requests open at once over all locations (pacing decides "
+                                                        "the rate)")
+    analysis_request_timeout_seconds: float = 120.0
+    analysis_deadline_seconds: float = Field(500.0, description="stop claiming calls after this long")
+    analysis_lease_seconds: int = Field(300, description="a claimed call is claimable again after this long")
+    analysis_backoff_base_seconds: int = Field(60, description="first wait after a transient failure; doubles")
+    analysis_backoff_cap_seconds: int = 3600
+    analysis_max_attempts: int = Field(8, description="transient failures before a call is failed")
+    analysis_batch_threshold: int = Field(200, description="more calls due than this at a location: one Message "
+                                                           "Batch (half price, within 24 h); 0: never")
+    analysis_batch_max_requests: int = Field(5000, description="calls per Message Batch")
+    analysis_price_input_per_mtok: float = Field(3.0, description="USD per million input tokens (Sonnet 4.5)")
+    analysis_price_output_per_mtok: float = Field(15.0, description="USD per million output tokens (Sonnet 4.5)")
+    analysis_batch_price_factor: float = Field(0.5, description="Message Batches cost this share of the price")
 
     log_level: str = "INFO"
 
     def secret_values(self) -> list[str]:
         """Every secret value, so the log filter can mask one that slips into a message."""
-        values = [self.supabase_service_role_key, self.ghl_webhook_secret, self.scheduler_secret]
+        values = [self.supabase_service_role_key, self.ghl_webhook_secret, self.scheduler_secret,
+                  self.anthropic_api_key]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

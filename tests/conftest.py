@@ -80,5 +80,17 @@ def ghl_sandbox(stack):
         yield admin
 
 
+@pytest.fixture(scope="session")
+def anthropic_standin(stack):
+    """The stack's Anthropic API stand-in (ghl_bridge.anthropic_standin.admin.AnthropicStandinAdmin); its url is
+    stack["anthropic_url"] and the key the functions use stack["anthropic_api_key"]."""
+    from ghl_bridge.anthropic_standin.admin import AnthropicStandinAdmin
+
+    if not stack.get("anthropic_api_key"):
+        pytest.skip("ANTHROPIC_BASE_URL points at another Anthropic: this stack runs no stand-in")
+    with AnthropicStandinAdmin(stack["anthropic_url"]) as admin:
+        yield admin
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"

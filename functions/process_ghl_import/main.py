@@ -17,10 +17,16 @@ of the invoker account (shared/http.py). POST bodies:
                                                        (shared/services/enrich_calls.py, docs/enrichment.md);
                                                        one location holds its enrich lease (409 location_busy)
     {"action": "enrich", "dispatch": true}          -> fan-out: one Cloud Task per location with calls due
+    {"action": "analyze", "location_id": str?, "limit": int?}
+                                                    -> analyses due calls with Claude (shared/services/
+                                                       analyze_calls.py, docs/analysis.md); one location holds
+                                                       its analyze lease (409 location_busy)
+    {"action": "analyze", "dispatch": true}         -> fan-out: one Cloud Task per location with calls to analyse
 Answer 200: {"batch": {id, status, counters ..., "run": {...}}} or, without batch_id, {"batches": [...]};
 for replay_spool {"replay": {configured, listed, replayed, rejected, kept, ..., stopped_by}};
 for health {"status": "OK"|"WARN"|"FAIL", "locations": [...], "general": [...], ...} (200 whatever the status);
 for enrich {"enrich": {"locations": [{location_id, claimed, done, transcripts, recordings, not_ready, ...}]}};
+for analyze {"analyze": {"locations": [{location_id, claimed, done, failed, input_tokens, output_tokens, ...}]}};
 for dispatch {"dispatch": {job, queue, slot, locations, created, existing, seconds}} (shared/services/fanout.py).
 400 bad body, 401 credentials, 422 no active integration for the location. One JSON summary line per request.
 """
@@ -50,7 +56,9 @@ def handle(request, request_id: str, summary: dict):
     if body.get("action") == "health":
         return _health(body, settings, summary)
     if body.get("action") == "enrich":
-        return _enrich(request, body, settings, deadline_start, summary)
+        return _location_job(request, body, settings, deadline_start, summary, "enrich", _run_enrich)
+    if body.get("action") == "analyze":
+        return _location_job(request, body, settings, deadline_start, summary, "analyze", _run_analyze)
 
     from shared.adapters.import_repository import ImportRepository
     from shared.domain.import_records import PullRequest, parse_import_request
@@ -143,11 +151,31 @@ def _leased(job: str, location_id: str, settings, work):
     return fanout.run_leased(job, location_id, bootstrap.get_database(), settings, work)
 
 
-def _enrich(request, body: dict, settings, started: float, summary: dict):
-    summary["action"] = "enrich"
+def _run_enrich(settings, location_id: str | None, limit: int | None, deadline: float):
+    from shared.services.enrich_calls import run_enrich
+
+    summaries = run_enrich(bootstrap.get_database(), settings, recordings=bootstrap.get_recordings(),
+                           location_id=location_id, limit=limit, deadline=deadline)
+    return ("location_id", "claimed", "done", "not_ready", "status"), summaries
+
+
+def _run_analyze(settings, location_id: str | None, limit: int | None, deadline: float):
+    from shared.services.analyze_calls import run_analyze
+
+    summaries = run_analyze(bootstrap.get_database(), settings, location_id=location_id, limit=limit,
+                            deadline=deadline)
+    return ("location_id", "claimed", "done", "failed", "input_tokens", "output_tokens", "status"), summaries
+
+
+def _location_job(request, body: dict, settings, started: float, summary: dict, job: str, run):
+    """enrich and analyze: {"dispatch": true} fans out one task per location with due work; {"location_id"} runs
+    that location under its job lease; {} runs every location in this process (an operator's run)."""
+    from shared.services import fanout
+
+    summary["action"] = job
     unknown = set(body) - {"action", "location_id", "limit", "dispatch"}
     if unknown:
-        raise errors.BadRequest(f"unknown field(s) for action enrich: {', '.join(sorted(unknown))}; "
+        raise errors.BadRequest(f"unknown field(s) for action {job}: {', '.join(sorted(unknown))}; "
                                 "it takes location_id and limit, or dispatch")
     location_id, limit, dispatch = body.get("location_id"), body.get("limit"), body.get("dispatch", False)
     if not isinstance(dispatch, bool):
@@ -155,23 +183,17 @@ def _enrich(request, body: dict, settings, started: float, summary: dict):
     if dispatch:
         if location_id is not None or limit is not None:
             raise errors.BadRequest("dispatch takes no other field: each task runs one location")
-        return _dispatch("enrich", summary)
+        return _dispatch(job, summary)
     if location_id is not None and (not isinstance(location_id, str) or not location_id.strip()):
         raise errors.BadRequest("location_id must be a non-empty string")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise errors.BadRequest("limit must be a positive integer")
-    from shared.services.enrich_calls import run_enrich
-
-    def enrich(deadline: float):
-        return run_enrich(bootstrap.get_database(), settings, recordings=bootstrap.get_recordings(),
-                          location_id=location_id and location_id.strip(), limit=limit, deadline=deadline)
-
-    if location_id:  # one location: its runner holds the enrich lease
-        deadline = started + _location_seconds(request, "enrich", settings)
-        summaries = _leased("enrich", location_id.strip(), settings, lambda: enrich(deadline))
+    if location_id:  # one location: its runner holds the job's lease
+        location_id = location_id.strip()
+        deadline = started + _location_seconds(request, job, settings)
+        fields, summaries = _leased(job, location_id, settings, lambda: run(settings, location_id, limit, deadline))
     else:
-        summaries = enrich(started + settings.enrich_deadline_seconds)
+        fields, summaries = run(settings, None, limit, started + getattr(settings, fanout.JOBS[job].deadline_setting))
     locations = [s.to_dict() for s in summaries]
-    summary["enrich"] = [{k: s[k] for k in ("location_id", "claimed", "done", "not_ready", "status")}
-                         for s in locations]
-    return {"enrich": {"locations": locations}}, 200
+    summary[job] = [{k: s[k] for k in fields} for s in locations]
+    return {job: {"locations": locations}}, 200

@@ -18,6 +18,7 @@ class StackKeys:
     service_role_key: str
     webhook_secret: str
     scheduler_secret: str
+    anthropic_api_key: str = ""  # the stack's key for its Anthropic stand-in (keys.json of older stacks lack it)
 
 
 def api_key(jwt_secret: str, role: str) -> str:
@@ -34,14 +35,24 @@ def new_keys() -> StackKeys:
         service_role_key=api_key(jwt_secret, "service_role"),
         webhook_secret=secrets.token_urlsafe(32),
         scheduler_secret=secrets.token_urlsafe(32),
+        anthropic_api_key=new_anthropic_api_key(),
     )
+
+
+def new_anthropic_api_key() -> str:
+    """Shaped like Anthropic's keys (sk-ant-...), so the secret scan's shape rule also finds it."""
+    return "sk-ant-local-" + secrets.token_urlsafe(32)
 
 
 def load_or_create_keys(path: Path) -> StackKeys:
     """Keys stay the same across restarts of one stack folder, so URLs and keys a user copied keep working."""
     if path.exists():
-        return StackKeys(**json.loads(path.read_text()))
-    keys = new_keys()
+        keys = StackKeys(**json.loads(path.read_text()))
+        if keys.anthropic_api_key:
+            return keys
+        keys = StackKeys(**{**asdict(keys), "anthropic_api_key": new_anthropic_api_key()})
+    else:
+        keys = new_keys()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(keys)))
     path.chmod(0o600)

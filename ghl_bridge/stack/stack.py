@@ -7,6 +7,9 @@
     Cloud Tasks stand-in (ghl_bridge/cloudtasks_standin): the fan-out's queues, whose tasks POST to the gateway;
     the batch functions (sync, process-ghl-import) run as several gunicorn worker processes, so tasks run in
     parallel for real.
+Beside it: the GHL sandbox (GHL_API_BASE_URL), moto's S3 (the spool) and the Anthropic API stand-in
+(ANTHROPIC_BASE_URL, with the stack's own ANTHROPIC_API_KEY from keys.json), each unless the environment names
+a real one.
 
 `ghl-bridge stack up` uses the project's .stack/ folder and fixed ports; the test suite starts its own
 stack in a temporary folder on free ports with a database of its own.
@@ -43,6 +46,7 @@ DEFAULT_PORTS = {
     "ghl_sandbox": 54340,
     "s3": 54341,
     "cloud_tasks": 54343,
+    "anthropic_standin": 54342,
     "functions_base": 54350,
 }
 
@@ -125,6 +129,7 @@ class Stack:
             extra_env = self._start_extras(keys)
             extra_env.update(self._start_object_store())
             extra_env.update(self._start_cloud_tasks(supabase_url, keys, extra_env))
+            extra_env.update(self._start_anthropic_standin(keys))
             functions = self._start_functions(supabase_url, keys, extra_env)
             self._start_gateway(gateway_port, functions)
         except BaseException:
@@ -140,6 +145,9 @@ class Stack:
             "ghl_api_base_url": env.get("GHL_API_BASE_URL", "https://services.leadconnectorhq.com"),
             "ghl_webhook_secret": env["GHL_WEBHOOK_SECRET"],
             "scheduler_secret": env["SCHEDULER_SECRET"],
+            "anthropic_url": env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            # the stack's own key of its stand-in; a key of the environment (another Anthropic) is never stored
+            "anthropic_api_key": keys.anthropic_api_key if "anthropic_standin" in self.services else None,
         })
         self._save_state()
         return self.info
@@ -258,6 +266,21 @@ class Stack:
         return {"CLOUD_TASKS_API_URL": url, "CLOUD_TASKS_PROJECT": LOCAL_TASKS_PROJECT,
                 "CLOUD_TASKS_LOCATION": LOCAL_TASKS_LOCATION, "FUNCTIONS_BASE_URL": f"{supabase_url}/functions/v1",
                 "CLOUD_TASKS_INVOKER_EMAIL": LOCAL_INVOKER_EMAIL}
+    def _start_anthropic_standin(self, keys: StackKeys) -> dict[str, str]:
+        """The Anthropic API stand-in (ghl_bridge/anthropic_standin), unless ANTHROPIC_BASE_URL names another API.
+        Its key reaches it and the functions through the environment only (never argv, never a log line)."""
+        if os.environ.get("ANTHROPIC_BASE_URL"):
+            return {}  # the functions talk to the Anthropic named there, with the environment's ANTHROPIC_API_KEY
+        port = self._port("anthropic_standin")
+        args = [sys.executable, "-m", "ghl_bridge.anthropic_standin", "--host", "127.0.0.1", "--port", str(port)]
+        env = {**os.environ, "ANTHROPIC_STANDIN_API_KEYS": keys.anthropic_api_key,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        env.pop("ANTHROPIC_API_KEY", None)  # the stand-in needs no key of another Anthropic
+        service = start_process("anthropic-standin", args, port=port, log_dir=self.log_dir, env=env, cwd=PROJECT_ROOT)
+        self.services["anthropic_standin"] = service
+        url = f"http://127.0.0.1:{port}"
+        wait_until_http_answers(f"{url}/_admin/health", service, ok=lambda r: r.status_code == 200)
+        return {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": keys.anthropic_api_key}
 
     def _function_env(self, supabase_url: str, keys: StackKeys, extra_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)  # what the user set passes through to the functions

@@ -12,7 +12,8 @@ it by the location's own `ghl_integrations.disposition_mapping` first, then by t
 is unknown), one is inferred from status, notes and transcript (`infer_disposition`, GHL-FACTS' rules) and
 marked 'inferred', so a chosen one replaces it later. The SQL function `public.infer_call_disposition`
 applies the same rules to the merged row (a test checks both agree), so the inferred value does not depend on
-the order of the two hits.
+the order of the two hits. A third source, 'ai', is written only by the call analysis (docs/analysis.md): it
+replaces an inferred disposition and is kept by later hits; a chosen one beats it.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from shared import errors
@@ -42,6 +43,9 @@ DUE_TOO_LONG = timedelta(hours=1)  # a prospect due this long: the sync is not r
 SYNC_RUN_STALE = timedelta(days=1)
 BATCH_STUCK = timedelta(minutes=30)  # an open import batch without progress for this long
 ENRICH_BACKLOG_LATE = timedelta(hours=1)  # pending this long with work overdue: the enrich job is not running
+ANALYSIS_BACKLOG_LATE = timedelta(hours=1)  # calls due this long: the analyze job is not running
+ANALYSIS_BATCH_LATE = timedelta(hours=25)  # a Message Batch ends within 24 h: waiting longer means nobody collects
+ANALYSIS_DISAGREEMENT_WARN = 0.5  # AI and regex disagree on more than this share: look at the prompt or the rules
 SPOOL_TOO_OLD = timedelta(minutes=15)  # a spooled request this old: the replay is not running
 SPOOL_COUNT_LIMIT = 10_000  # stop counting spooled objects beyond this
 BUDGET_LOW_SHARE = 0.10
@@ -302,6 +306,70 @@ def enrichment_checks(location: dict, facts: dict, now: datetime) -> list[Check]
     return checks
 
 
+def analysis_prices(settings) -> dict:
+    """The prices the spend estimate uses (ANALYSIS_PRICE_* settings)."""
+    return {"price_input_per_mtok": settings.analysis_price_input_per_mtok,
+            "price_output_per_mtok": settings.analysis_price_output_per_mtok,
+            "batch_factor": settings.analysis_batch_price_factor}
+
+
+def analysis_checks(location: dict, facts: dict, now: datetime, *, prices: dict | None = None) -> list[Check]:
+    """Call analysis (docs/analysis.md): the switch, the backlog, failures, the last 24 h's tokens and estimated
+    spend, and how often the AI's disposition and the regex inference disagree."""
+    from shared.domain.call_analysis import estimated_cost_usd
+
+    loc = location["location_id"]
+    checks = []
+    enabled = facts.get("enabled")
+    pending, overdue = facts.get("pending") or 0, facts.get("overdue") or 0
+    in_batches, batches = facts.get("in_batches") or 0, facts.get("batches") or 0
+    oldest = _when(facts.get("oldest_pending_since"))
+    if enabled is False:
+        checks.append(Check("analysis switch", OK, "off for this location: no transcript is sent to Anthropic"
+                            + (f" ({pending} call(s) marked before it was switched off wait)" if pending else ""),
+                            None))
+    else:
+        checks.append(Check("analysis switch", OK, "on: transcripts of calls with a conversation go to Anthropic"))
+    backlog = (f"{pending} call(s) waiting ({in_batches} in {batches} Message Batch(es)), oldest since "
+               f"{_ago(oldest, now)}, {overdue} overdue" if pending else "none")
+    run_fix = ("check that the scheduler calls process-ghl-import {\"action\": \"analyze\"} (job analyze-calls) and "
+               f"its logs, or run: ghl-bridge analyze --location {loc}")
+    if enabled is not False and ((overdue and oldest and now - oldest > ANALYSIS_BACKLOG_LATE)
+                                 or (in_batches and oldest and now - oldest > ANALYSIS_BATCH_LATE)):
+        checks.append(Check("analysis backlog", WARN, backlog, run_fix))
+    else:
+        checks.append(Check("analysis backlog", OK, backlog))
+    failed = facts.get("failed_24h") or 0
+    if failed:
+        checks.append(Check("failed analyses (24 h)", WARN,
+                            f"{failed} failed: {_counts(facts.get('failed_reasons') or {})}",
+                            "an answer invalid twice or a refused request: read the reason; after a prompt fix, "
+                            f"analyse them again: ghl-bridge analyze --location {loc} --again --since <ISO date>"))
+    else:
+        checks.append(Check("failed analyses (24 h)", OK, "none"))
+    tokens = facts.get("tokens_24h") or {}
+    prices = prices or {"price_input_per_mtok": 3.0, "price_output_per_mtok": 15.0, "batch_factor": 0.5}
+    spend = estimated_cost_usd(tokens, **prices)
+    total_in = tokens.get("live_input", 0) + tokens.get("batch_input", 0)
+    total_out = tokens.get("live_output", 0) + tokens.get("batch_output", 0)
+    checks.append(Check("analysis spend (24 h)", OK,
+                        f"{facts.get('done_24h') or 0} analysed, {total_in} input + {total_out} output tokens "
+                        f"({tokens.get('batch_input', 0) + tokens.get('batch_output', 0)} in batches): about "
+                        f"${spend:.2f} at ${prices['price_input_per_mtok']}/${prices['price_output_per_mtok']} per "
+                        "million tokens"))
+    votes = facts.get("dispositions_24h") or {}
+    compared, disagreed = votes.get("compared") or 0, votes.get("disagreed") or 0
+    text = (f"AI and regex disagreed on {disagreed} of {compared} call(s) where both gave one"
+            f" ({votes.get('regex_none') or 0} more had no regex disposition)")
+    if compared >= 10 and disagreed / compared > ANALYSIS_DISAGREEMENT_WARN:
+        checks.append(Check("AI vs regex dispositions (24 h)", WARN, text,
+                            "read a few: SELECT disposition, analysis_regex_disposition, transcript FROM sales_calls "
+                            "WHERE disposition_source = 'ai' ... (the AI's is stored; the regex's is kept beside it)"))
+    else:
+        checks.append(Check("AI vs regex dispositions (24 h)", OK, text))
+    return checks
+
+
 @dataclass(frozen=True)
 class FactsGroup:
     """A check group read from the database: one SQL function for all locations, one pure function per location."""
@@ -317,6 +385,7 @@ FACT_GROUPS: list[FactsGroup] = [
     FactsGroup("sync", "doctor_sync_facts", sync_checks, applies=lambda loc: loc.get("integration_type") == "internal"),
     FactsGroup("import", "doctor_import_facts", import_checks),
     FactsGroup("enrichment", "doctor_enrichment_facts", enrichment_checks),
+    FactsGroup("analysis", "doctor_analysis_facts", analysis_checks),
 ]
 
 
@@ -465,9 +534,10 @@ def unattributed_checks(facts: dict) -> list[Check]:
 
 def run_doctor(repo, *, location_id: str | None = None, check_ghl: bool = False, ghl_factory: Callable | None = None,
                ghl_reserve: int = 1000, spool=None, check_spool: bool = True,
-               now: datetime | None = None) -> DoctorReport:
+               now: datetime | None = None, analysis_prices: dict | None = None) -> DoctorReport:
     """Build the report. repo: DoctorRepository; ghl_factory(location_id, token) -> GhlClient (needed when
-    check_ghl); spool: ObjectSpool or None (not configured)."""
+    check_ghl); spool: ObjectSpool or None (not configured); analysis_prices: analysis_prices(settings), for the
+    analysis group's spend estimate (default: Sonnet 4.5's list prices)."""
     started = time.monotonic()
     now = now or datetime.now(timezone.utc)
     locations = repo.locations(location_id)
@@ -509,9 +579,10 @@ def run_doctor(repo, *, location_id: str | None = None, check_ghl: bool = False,
     for group in FACT_GROUPS:
         targets = [loc for loc in active if group.applies(loc)]
         facts = repo.group_facts(group.sql_function, [loc["location_id"] for loc in targets])
+        checks = partial(group.checks, prices=analysis_prices) if group.checks is analysis_checks else group.checks
         for loc in targets:
             by_id[loc["location_id"]].groups.append(
-                Group(group.name, group.checks(loc, facts.get(loc["location_id"]) or {}, now)))
+                Group(group.name, checks(loc, facts.get(loc["location_id"]) or {}, now)))
 
     general = [Group("webhooks (no location)", unattributed_checks(repo.unattributed_webhook_facts()))]
     if check_spool:

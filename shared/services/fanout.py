@@ -56,6 +56,7 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("sync", "sync-prospects-to-ghl", {}, "sync_slot_seconds", "sync_deadline_seconds"),
     Job("enrich", "process-ghl-import", {"action": "enrich"}, "enrich_slot_seconds", "enrich_deadline_seconds"),
     Job("import", "process-ghl-import", {"action": "process"}, "import_slot_seconds", "import_deadline_seconds"),
+    Job("analyze", "process-ghl-import", {"action": "analyze"}, "analysis_slot_seconds", "analysis_deadline_seconds"),
 )}
 
 

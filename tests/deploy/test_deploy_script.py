@@ -28,6 +28,7 @@ WEBHOOK_SECRET = "wh-secret-" + uuid.uuid4().hex
 SCHEDULER_SECRET = 'sched,"secret"-' + uuid.uuid4().hex  # a comma and quotes: must survive the flags file
 SM_SCHEDULER_SECRET = "sm-sched-" + uuid.uuid4().hex
 DB_PASSWORD = "pw-" + uuid.uuid4().hex
+ANTHROPIC_KEY = "sk-ant-" + uuid.uuid4().hex
 
 STUB = f"""#!{sys.executable}
 import json, os, sys
@@ -117,8 +118,9 @@ def _calls(tmp_path) -> list[dict]:
 
 
 ENV_SECRETS = {"SECRETS_SOURCE": "env", "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
-               "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET, "SCHEDULER_SECRET": SCHEDULER_SECRET}
-ALL_SECRETS = (SERVICE_KEY, WEBHOOK_SECRET, SCHEDULER_SECRET, SM_SCHEDULER_SECRET, DB_PASSWORD)
+               "GHL_WEBHOOK_SECRET": WEBHOOK_SECRET, "SCHEDULER_SECRET": SCHEDULER_SECRET,
+               "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+ALL_SECRETS = (SERVICE_KEY, WEBHOOK_SECRET, SCHEDULER_SECRET, SM_SCHEDULER_SECRET, DB_PASSWORD, ANTHROPIC_KEY)
 
 
 def _commands(stdout: str, prefix: str) -> list[str]:
@@ -141,10 +143,14 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
         assert "SUPABASE_URL=https://abcd.supabase.co" in line and "SUPABASE_SERVICE_ROLE_KEY=***" in line
         assert ("GHL_WEBHOOK_SECRET=***" in line) == (name == "ghl-call-webhook")
         assert ("SCHEDULER_SECRET=***" in line) == (name != "ghl-call-webhook")
+        assert ("ANTHROPIC_API_KEY=***" in line) == (name == "process-ghl-import")
         assert (tmp_path / "build" / name / "main.py").is_file()  # the local build step did run
     jobs = _commands(out, "+ gcloud scheduler jobs create http ")
-    assert len(jobs) == 4
-    sync, process, replay, enrich = jobs
+    assert len(jobs) == 5
+    sync, process, replay, enrich, analyze = jobs
+    assert analyze.split()[6] == "analyze-calls"
+    assert """'--message-body={"action":"analyze","dispatch":true}'""" in analyze
+    assert '"--schedule=*/5 * * * *"' in analyze and "process-ghl-import" in analyze
     assert sync.split()[6] == "sync-prospects-to-ghl" and '"--schedule=*/5 * * * *"' in sync
     assert """'--message-body={"dispatch":true}'""" in sync
     assert "--uri=https://europe-west1-demo-project.cloudfunctions.net/sync-prospects-to-ghl" in sync
@@ -204,13 +210,16 @@ def test_dry_run_with_secret_manager_references_secret_names(tmp_path, bin_dirs)
     result = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations",
                   env={"SECRET_NAME_SERVICE_ROLE_KEY": "prod-srk", "SYNC_SCHEDULE": "*/15 * * * *"})
     assert result.returncode == 0, result.stderr
-    webhook, sync, _ = _commands(result.stdout, "+ gcloud functions deploy ")
+    webhook, sync, process = _commands(result.stdout, "+ gcloud functions deploy ")
     assert ("--set-secrets=SUPABASE_SERVICE_ROLE_KEY=prod-srk:latest,"
             "GHL_WEBHOOK_SECRET=ghl-bridge-ghl-webhook-secret:latest") in webhook
     assert "SCHEDULER_SECRET=ghl-bridge-scheduler-secret:latest" in sync
     assert "secrets versions access" not in result.stdout  # the jobs carry OIDC tokens, not the secret
+    assert "ANTHROPIC_API_KEY=ghl-bridge-anthropic-api-key:latest" in process
+    assert "ANTHROPIC" not in webhook + sync
     # The preflight's checks are shown too: each secret's latest version and who may read it.
-    for secret in ("prod-srk", "ghl-bridge-ghl-webhook-secret", "ghl-bridge-scheduler-secret"):
+    for secret in ("prod-srk", "ghl-bridge-ghl-webhook-secret", "ghl-bridge-scheduler-secret",
+                   "ghl-bridge-anthropic-api-key"):
         assert f"+ gcloud secrets versions describe latest --secret={secret} --project=demo-project" in result.stdout
         assert f"+ gcloud secrets get-iam-policy {secret} --project=demo-project" in result.stdout
     assert "+ gcloud projects get-iam-policy demo-project" in result.stdout
@@ -278,7 +287,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert deploys[1]["flags_file"]["--set-env-vars"]["SCHEDULER_SECRET"] == SCHEDULER_SECRET
     creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
     assert [c["args"][4] for c in creates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
-                                               "enrich-calls"]
+                                               "enrich-calls", "analyze-calls"]
     for create in creates:
         assert "flags_file" not in create and "--headers=Content-Type=application/json" in create["args"]
     for secret in ALL_SECRETS:
@@ -297,7 +306,7 @@ def test_deploy_passes_secrets_only_through_private_flags_files_and_is_idempoten
     assert "ghl-call-webhook: unchanged" in second.stderr
     updates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "update", "http"]]
     assert [c["args"][4] for c in updates] == ["sync-prospects-to-ghl", "process-ghl-import", "replay-webhook-spool",
-                                               "enrich-calls"]
+                                               "enrich-calls", "analyze-calls"]
     assert "--remove-headers=Authorization" in updates[0]["args"]  # an earlier deploy's secret header goes
     assert not [c for c in calls if c["args"][:3] == ["scheduler", "jobs", "create"]]
 
@@ -562,3 +571,15 @@ def test_the_webhook_gets_its_concurrency_cpu_min_instances_and_matching_threads
                   {"WEBHOOK_MIN_INSTANCES": "-1"}, {"WEBHOOK_CONCURRENCY": "1001"}):
         refused = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env=wrong)
         assert refused.returncode == 2 and "WEBHOOK_CONCURRENCY" in refused.stderr, (wrong, refused.stderr)
+
+
+def test_call_analysis_off_asks_for_no_anthropic_key_and_schedules_no_job(tmp_path, bin_dirs):
+    env = {k: v for k, v in ENV_SECRETS.items() if k != "ANTHROPIC_API_KEY"}
+    missing = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env=env)
+    assert missing.returncode == 2 and "ANTHROPIC_API_KEY" in missing.stderr
+    off = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations", env={**env, "CALL_ANALYSIS": "false"})
+    assert off.returncode == 0, off.stderr
+    assert "ANTHROPIC" not in off.stdout and "analyze-calls" not in off.stdout
+    model = _run(tmp_path, bin_dirs, "--dry-run", "--skip-migrations",
+                 env={**ENV_SECRETS, "ANTHROPIC_MODEL": "claude-haiku-4-5", "ANALYZE_SCHEDULE": "*/10 * * * *"})
+    assert "ANTHROPIC_MODEL=claude-haiku-4-5" in model.stdout and '"--schedule=*/10 * * * *"' in model.stdout

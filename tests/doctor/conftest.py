@@ -88,3 +88,9 @@ def backdate_call(db, call_id: str, hours: float) -> None:
     for table in ("sales_calls", "calls"):
         db.execute(f"UPDATE {table} SET created_at = now() - make_interval(secs => %s) WHERE external_call_id = %s",
                    (hours * 3600, call_id))
+
+
+def settings_for_prices():
+    from shared.config import Settings
+
+    return Settings(supabase_url="http://unused", supabase_service_role_key="unused")

@@ -24,7 +24,7 @@ def test_a_healthy_location_is_ok_in_every_check(db, location, run):
     report = run(loc, check_ghl=True)
     [got] = report.locations
     assert got.status == "OK", got.to_dict()
-    assert [g.name for g in got.groups] == ["ghl", "webhooks", "sync", "import", "enrichment"]
+    assert [g.name for g in got.groups] == ["ghl", "webhooks", "sync", "import", "enrichment", "analysis"]
     assert find(report, loc, "ghl", "token").detail.startswith(f"GHL answered for {loc}")
     assert "left today" in find(report, loc, "ghl", "daily GHL budget").detail
     assert "every field exists" in find(report, loc, "ghl", "custom field mapping").detail
@@ -222,6 +222,47 @@ def test_enrichment_backlog_and_calls_given_up(db, location, run):
     assert unavailable.status == "WARN" and "transcript: GHL answered 404 1" in unavailable.detail, unavailable
 
 
+def test_analysis_backlog_failures_spend_and_disagreements(db, location, run):
+    from shared.services.doctor import analysis_prices
+    from tests.doctor.conftest import ingest, settings_for_prices
+
+    loc = location()
+    report = run(loc)
+    assert find(report, loc, "analysis", "analysis backlog").detail == "none"
+    assert find(report, loc, "analysis", "analysis switch").detail.startswith("on")
+    words = " ".join(["word"] * 50)
+    ids = [unique("call") for _ in range(4)]
+    for call_id in ids:
+        ingest(db, loc, call_id, call_status="Answered", transcript=f"Agent: hello {words}\nContact: call me back",
+               raw={"callId": call_id})
+    waiting, failed, agreed, disagreed = ids
+    db.execute("UPDATE sales_calls SET analysis_requested_at = now() - interval '2 hours', "
+               "analysis_next_attempt_at = now() - interval '1 hour' WHERE external_call_id = %s", (waiting,))
+    db.execute("UPDATE sales_calls SET analysis_status = 'failed', analysis_reason = 'invalid answer twice: x', "
+               "analysed_at = now(), analysis_input_tokens = 100000, analysis_output_tokens = 0 "
+               "WHERE external_call_id = %s", (failed,))
+    for call_id, ai, batched in ((agreed, "Callback Requested", False), (disagreed, "Meeting Booked", True)):
+        db.execute("UPDATE sales_calls SET analysis_status = 'done', analysed_at = now(), analysis_batched = %s, "
+                   "ai_summary = jsonb_build_object('disposition', %s::text), "
+                   "analysis_regex_disposition = 'Callback Requested', analysis_input_tokens = 1000000, "
+                   "analysis_output_tokens = 100000 WHERE external_call_id = %s", (batched, ai, call_id))
+    report = run(loc)
+    backlog = find(report, loc, "analysis", "analysis backlog")
+    assert backlog.status == "WARN" and "1 call(s) waiting" in backlog.detail and "1 overdue" in backlog.detail
+    assert "ghl-bridge analyze --location" in backlog.fix
+    failures = find(report, loc, "analysis", "failed analyses")
+    assert failures.status == "WARN" and "invalid answer twice: x 1" in failures.detail
+    spend = find(report, loc, "analysis", "analysis spend")
+    # live: 1.1 M in + 0.1 M out = $3.30 + $1.50; batched: (1 M x $3 + 0.1 M x $15) / 2 = $2.25
+    assert "2 analysed" in spend.detail and "about $7.05" in spend.detail, spend
+    votes = find(report, loc, "analysis", "AI vs regex")
+    assert votes.status == "OK" and "disagreed on 1 of 2" in votes.detail
+    db.execute("UPDATE ghl_integrations SET call_analysis_enabled = false WHERE location_id = %s", (loc,))
+    switch = find(run(loc), loc, "analysis", "analysis switch")
+    assert switch.detail.startswith("off") and "1 call(s) marked before" in switch.detail
+    assert analysis_prices(settings_for_prices())["batch_factor"] == 0.5
+
+
 def test_the_spool(location, run, spool):
     loc = location()
     assert spool_check(run(loc, check_spool=True, spool=None)).status == "WARN"  # not configured
@@ -252,8 +293,9 @@ def test_one_round_trip_per_check_group_for_every_location_at_once(db, location,
     locations = [location() for _ in range(3)]
     report = run(None)
     assert len(report.locations) >= 3 and {loc for loc in locations} <= {r.location_id for r in report.locations}
-    # doctor_locations + one call per fact group (webhooks, sync, import, enrichment) + the unattributed deliveries
-    assert report.db_round_trips == 6
+    # doctor_locations + one call per fact group (webhooks, sync, import, enrichment, analysis) + the unattributed
+    # deliveries
+    assert report.db_round_trips == 7
 
 
 def test_unknown_location_deliveries_show_in_the_general_group(db, run, location):

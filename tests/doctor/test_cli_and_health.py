@@ -39,7 +39,7 @@ def test_json_shape_and_exit_code_0_without_a_fail(hosted_env, location, db, cap
     assert report["ghl_checked"] is True and report["ghl_requests"] == 1 and report["source"] == "environment"
     [got] = report["locations"]
     assert (got["location_id"], got["integration_type"], got["is_active"]) == (loc, "internal", True)
-    assert [g["name"] for g in got["groups"]] == ["ghl", "webhooks", "sync", "import", "enrichment"]
+    assert [g["name"] for g in got["groups"]] == ["ghl", "webhooks", "sync", "import", "enrichment", "analysis"]
     for group in got["groups"] + report["general"]:
         assert set(group) == {"name", "status", "checks"} and group["checks"]
         for check in group["checks"]:
@@ -118,7 +118,7 @@ def test_health_returns_the_report_without_ghl_requests(stack, location, ghl_san
     statuses = [got["status"]] + [g["status"] for g in report["general"]]
     assert report["status"] == max(statuses, key=["OK", "WARN", "FAIL"].index)
     assert [g["name"] for g in report["general"]] == ["webhooks (no location)", "spool"]
-    assert report["db_round_trips"] == 6
+    assert report["db_round_trips"] == 7
 
 
 def test_health_checks_tokens_when_asked(stack, location, ghl_sandbox):

@@ -60,7 +60,8 @@ def contain(case, targets) -> None:
         body["batch_id"] = targets["batch_id"]
     if case.path.endswith("process-ghl-import") and body.get("action") == "health" and "location_id" not in body:
         body["location_id"] = targets["location_id"]
-    if case.path.endswith("process-ghl-import") and body.get("action") == "enrich" and body.get("location_id") is None:
+    if case.path.endswith("process-ghl-import") and body.get("action") in ("enrich", "analyze") \
+            and body.get("location_id") is None:
         body["location_id"] = targets["location_id"]
 
 

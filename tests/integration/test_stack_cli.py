@@ -62,8 +62,20 @@ def test_stack_up_detach_json_status_and_down(cli_env):
     assert search.status_code == 200, search.text
     assert search.json()["total"] == 20  # the demo location is seeded with contacts for an import pull
 
+    # The Anthropic stand-in answers with the stack's own key (the one the functions get), and only with it.
+    assert info["anthropic_api_key"].startswith("sk-ant-local-") and info["anthropic_url"].startswith("http://127.0.0.1:")
+    message = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "Agent: hi"}]}
+    answered = httpx.post(f"{info['anthropic_url']}/v1/messages", json=message,
+                          headers={"x-api-key": info["anthropic_api_key"], "anthropic-version": "2023-06-01"})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["type"] == "message" and answered.headers["anthropic-ratelimit-requests-remaining"]
+    refused = httpx.post(f"{info['anthropic_url']}/v1/messages", json=message,
+                         headers={"x-api-key": "not-the-stack-key", "anthropic-version": "2023-06-01"})
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+
     status = subprocess.run([*CLI, "stack", "status", "--json"], env=cli_env, capture_output=True, text=True)
     assert status.returncode == 0, status.stdout
+    assert json.loads(status.stdout)["services"]["anthropic_standin"]["running"]
     pids = [s["pid"] for s in json.loads(status.stdout)["services"].values() if s["pid"]]
     assert pids and all(pid_is_alive(pid) for pid in pids)
 

@@ -8,8 +8,9 @@ What is searched, at the end of the run, by tests/security/test_secrets_in_logs.
     teardown), collected here from the test reports.
 What counts as a secret: the webhook and scheduler secrets of the tests, each stack's service-role key, JWT
 secret, webhook and scheduler secrets, every api_token in each stack's ghl_integrations (of at least
-MIN_SECRET_LENGTH characters: shorter test tokens such as "tok" would match ordinary words) and anything shaped
-like a GHL sandbox token. A finding names the secret by label and the file and line, never by its value.
+MIN_SECRET_LENGTH characters: shorter test tokens such as "tok" would match ordinary words), each stack's
+Anthropic stand-in key, and anything shaped like a GHL sandbox token or an Anthropic API key (sk-ant-...).
+A finding names the secret by label and the file and line, never by its value.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 import pytest
 
 MIN_SECRET_LENGTH = 8
-SECRET_SHAPES = {"a GHL sandbox token": re.compile(r"sandbox-token-[0-9a-f]{32}")}
+SECRET_SHAPES = {"a GHL sandbox token": re.compile(r"sandbox-token-[0-9a-f]{32}"),
+                 "an Anthropic API key": re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}")}
 SCAN_TEST_NAME = "test_no_secret_in_any_log_line_of_the_run"
 
 _stacks: list[dict] = []
@@ -86,7 +88,8 @@ def captured_sections() -> list[tuple[str, str, str]]:
 def stack_secrets(info: dict) -> dict[str, str]:
     secrets = {"the service-role key": info.get("service_role_key", ""),
                "the stack's webhook secret": info.get("ghl_webhook_secret", ""),
-               "the stack's scheduler secret": info.get("scheduler_secret", "")}
+               "the stack's scheduler secret": info.get("scheduler_secret", ""),
+               "the stack's Anthropic API key": info.get("anthropic_api_key") or ""}
     keys_file = Path(info["log_dir"]).parent / "keys.json"
     if keys_file.exists():
         secrets["the JWT secret"] = json.loads(keys_file.read_text()).get("jwt_secret", "")

@@ -43,6 +43,13 @@ def test_find_leaks_knows_sandbox_tokens_by_their_shape():
     assert list(find_leaks(["sandbox-token-short"], {}, "x")) == []
 
 
+def test_find_leaks_knows_anthropic_keys_by_their_shape():
+    line = "calling with x-api-key sk-ant-local-" + uuid.uuid4().hex
+    assert [leak.label for leak in find_leaks([line], {}, "x")] == ["an Anthropic API key"]
+    assert [leak.label for leak in find_leaks(["sk-ant-api03-" + "Ab_-" * 10], {}, "x")] == ["an Anthropic API key"]
+    assert list(find_leaks(["sk-ant-short", "the sk-ant- prefix"], {}, "x")) == []
+
+
 def test_scan_files_and_sections(tmp_path):
     secret = "scheduler-" + uuid.uuid4().hex
     (tmp_path / "a.log").write_text("one\ntwo " + secret + "\n")

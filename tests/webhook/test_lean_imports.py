@@ -4,7 +4,8 @@ interpreter: the function imported by functions-framework, then one real hit ans
 Moved off the hot path (issue 14): the parts of supabase-py beyond its PostgREST client (the client
 is `postgrest.SyncPostgrestClient`), pydantic-settings (shared/config.py reads the environment itself),
 signature libraries (only a delivery with a signature header and a configured key loads `cryptography`);
-and, as before, boto3 and the spool replay (only a request that spools).
+and, as before, boto3 and the spool replay (only a request that spools). The Anthropic SDK and the call
+analysis (issue 21) are never imported by a workflow hit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ pytestmark = pytest.mark.stack
 
 NEVER_ON_THE_HOT_PATH = ("supabase", "supabase_auth", "realtime", "storage3", "supabase_functions", "gotrue", "jwt",
                          "websockets", "pydantic_settings", "dotenv", "cryptography", "boto3", "botocore",
-                         "shared.services.replay_spool", "shared.adapters.object_spool")
+                         "shared.services.replay_spool", "shared.adapters.object_spool",
+                         # call analysis runs out of band (docs/analysis.md): never on a workflow hit
+                         "anthropic", "shared.adapters.anthropic_client", "shared.services.analyze_calls",
+                         "shared.domain.call_analysis")
 
 
 def test_a_workflow_hit_imports_none_of_the_modules_moved_off_the_hot_path(stack, make_integration):
