@@ -179,12 +179,15 @@ def test_dry_run_prints_every_deploy_and_scheduler_command_and_runs_none(tmp_pat
             "--role=roles/iam.serviceAccountUser") in out
     # The queues: created (or updated) with their settings, and the runtime account may enqueue.
     queues = _commands(out, "+ gcloud tasks queues create ")
-    assert [line.split()[5] for line in queues] == ["ghl-bridge-sync", "ghl-bridge-enrich", "ghl-bridge-import"]
+    assert [line.split()[5] for line in queues] == ["ghl-bridge-sync", "ghl-bridge-enrich", "ghl-bridge-import",
+                                                    "ghl-bridge-analyze"]
     for line in queues:
-        for flag in ("--location=europe-west1", "--max-concurrent-dispatches=100", "--max-dispatches-per-second=20",
-                     "--max-attempts=20", "--min-backoff=5s", "--max-backoff=60s"):
+        # analyze: fewer at once (Anthropic's rate limits are the organisation's, shared by every location)
+        dispatches = 8 if line.split()[5] == "ghl-bridge-analyze" else 100
+        for flag in ("--location=europe-west1", f"--max-concurrent-dispatches={dispatches}",
+                     "--max-dispatches-per-second=20", "--max-attempts=20", "--min-backoff=5s", "--max-backoff=60s"):
             assert flag in line, (flag, line)
-    assert len(_commands(out, "+ gcloud tasks queues add-iam-policy-binding ")) == 3
+    assert len(_commands(out, "+ gcloud tasks queues add-iam-policy-binding ")) == 4
     assert "--role=roles/cloudtasks.enqueuer" in out
     # The fan-out's settings reach the batch functions.
     for line in deploys[1:]:
@@ -317,7 +320,7 @@ def test_the_jobs_never_read_the_scheduler_secret(tmp_path, bin_dirs):
     calls = _calls(tmp_path)
     assert not [c for c in calls if c["args"][:3] == ["secrets", "versions", "access"]]
     creates = [c for c in calls if c["args"][:4] == ["scheduler", "jobs", "create", "http"]]
-    assert len(creates) == 4 and all("--oidc-service-account-email=ghl-bridge-invoker@demo-project.iam."
+    assert len(creates) == 5 and all("--oidc-service-account-email=ghl-bridge-invoker@demo-project.iam."
                                      "gserviceaccount.com" in c["args"] for c in creates)
 
 
@@ -337,9 +340,11 @@ def test_existing_queues_are_updated_in_place(tmp_path, bin_dirs):
                   env={**ENV_SECRETS, "STUB_QUEUES_EXIST": "1", "QUEUE_MAX_CONCURRENT_DISPATCHES": "300"})
     assert result.returncode == 0, result.stderr
     calls = [c["args"] for c in _calls(tmp_path) if c["args"][:2] == ["tasks", "queues"]]
-    assert [c[3] for c in calls if c[2] == "update"] == ["ghl-bridge-sync", "ghl-bridge-enrich", "ghl-bridge-import"]
+    assert [c[3] for c in calls if c[2] == "update"] == ["ghl-bridge-sync", "ghl-bridge-enrich", "ghl-bridge-import",
+                                                         "ghl-bridge-analyze"]
     assert not [c for c in calls if c[2] == "create"]
-    assert all("--max-concurrent-dispatches=300" in c for c in calls if c[2] == "update")
+    assert all(("--max-concurrent-dispatches=300" in c) == (c[3] != "ghl-bridge-analyze")
+               for c in calls if c[2] == "update")
 
 
 def test_linked_supabase_project_uses_db_push(tmp_path, bin_dirs, monkeypatch):
