@@ -112,7 +112,8 @@ class Settings(EnvSettings):
                                                         "the rate)")
     analysis_request_timeout_seconds: float = 120.0
     analysis_deadline_seconds: float = Field(500.0, description="stop claiming calls after this long")
-    analysis_lease_seconds: int = Field(300, description="a claimed call is claimable again after this long")
+    analysis_lease_seconds: int = Field(900, description="a claimed call is claimable again after this long (longer "
+                                                         "than a run: calls wait in the rate limit's line)")
     analysis_backoff_base_seconds: int = Field(60, description="first wait after a transient failure; doubles")
     analysis_backoff_cap_seconds: int = 3600
     analysis_max_attempts: int = Field(8, description="transient failures before a call is failed")

@@ -40,6 +40,8 @@ from shared.services.leased_work import LocationRun, record_answers, run_locatio
 log = get_logger("services.analyze_calls")
 
 WRITE_GROUP = 200  # batch results written per rpc
+DEADLINE_GRACE_SECONDS = 30  # no request starts later than this after the run's deadline (the platform's timeout is
+# 40 s after the default deadline): a call still waiting in the rate limit's line then is given back
 
 
 @dataclass
@@ -206,12 +208,14 @@ async def _work_live(repository, settings, client, run: _LocationRun, *, limit, 
 
     await work_leased_rows(
         run, claim=partial(repository.claim, run.summary.location_id, run.claim_id, lease_seconds=lease_seconds),
-        work=partial(_analyze_one, run, client, settings, clock=clock), write=write,
+        work=partial(_analyze_one, run, client, settings, clock=clock,
+                     last_start=deadline + DEADLINE_GRACE_SECONDS), write=write,
         workers=settings.analysis_max_in_flight, lease_seconds=lease_seconds, limit=limit, deadline=deadline,
         clock=clock)
 
 
-async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any], work_by: float, clock) -> _Result:
+async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any], work_by: float, clock,
+                       last_start: float | None = None) -> _Result:
     from shared.adapters.anthropic_client import (
         AnthropicConfigError, AnthropicRefused, AnthropicUnauthorized, AnthropicUnavailable, PacerTimeout,
     )
@@ -226,8 +230,9 @@ async def _analyze_one(run: _LocationRun, client, settings, row: dict[str, Any],
     problems: list[str] = []
     try:
         for _attempt in range(2):  # an invalid or refused answer gets one more request
-            # never a request after work_by: by then the lease may end and another claim take the call
-            answer = await client.create_message(params, not_after=work_by)
+            # never a request after work_by (the lease may end and another claim take the call) nor long after the
+            # run's deadline (the platform may end the run): the call waits in the pacer's line until then at most
+            answer = await client.create_message(params, not_after=min(work_by, last_start or work_by))
             summary.requests += 1
             result.input_tokens += answer.input_tokens
             result.output_tokens += answer.output_tokens
