@@ -229,3 +229,36 @@ def test_import_and_enrich_dispatch_list_only_locations_with_due_work(fanout_sta
     assert one["locations"] == 1 and one["created"] == 1 and one["queue"] == "ghl-bridge-import"
     enrich = post(url, {"action": "enrich", "dispatch": True}).json()["dispatch"]
     assert enrich["job"] == "enrich" and enrich["queue"] == "ghl-bridge-enrich"
+
+
+def test_analyze_dispatch_sends_one_task_per_location_with_calls_to_analyse(fanout_stack, fdb):
+    """The analyze job fans out like the others: only a location with analysis on and a call due gets a task, on
+    the analyze queue, and the task analyses that location's call."""
+    from tests.analysis.conftest import MEETING, upsert
+    from tests.conftest import unique
+    from tests.sync.conftest import insert_integration
+
+    url = fanout_stack["functions"]["process-ghl-import"]
+    due, switched_off, idle = unique("loc_fan_an"), unique("loc_fan_off"), unique("loc_fan_idle")
+    for location_id in (due, switched_off, idle):
+        insert_integration(fdb, location_id)
+    fdb.execute("UPDATE ghl_integrations SET call_analysis_enabled = false WHERE location_id = %s", (switched_off,))
+    call = upsert(fdb, due, transcript=MEETING)
+    off_call = upsert(fdb, switched_off, transcript=MEETING)
+    assert call["analysis_status"] == "pending" and off_call["analysis_status"] == "skipped"
+
+    listed = [r["due_locations_analyze"] for r in fdb.execute("SELECT due_locations_analyze()").fetchall()]
+    assert due in listed and switched_off not in listed and idle not in listed
+    first = post(url, {"action": "analyze", "dispatch": True}).json()["dispatch"]
+    assert first["job"] == "analyze" and first["queue"] == "ghl-bridge-analyze" and first["created"] >= 1
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done = fdb.execute("SELECT analysis_status, ai_summary FROM sales_calls WHERE id = %s", (call["id"],)).fetchone()
+        if done["analysis_status"] == "done":
+            break
+        time.sleep(0.5)
+    assert done["analysis_status"] == "done" and done["ai_summary"]["disposition"] == "Meeting Booked"
+    assert fdb.execute("SELECT analysis_status FROM sales_calls WHERE id = %s",
+                       (off_call["id"],)).fetchone()["analysis_status"] == "skipped"
+    listed = [r["due_locations_analyze"] for r in fdb.execute("SELECT due_locations_analyze()").fetchall()]
+    assert due not in listed  # nothing left to analyse: no task in the next slot
