@@ -182,7 +182,9 @@ async def _analyze_location(repository, settings, client, stop: _RunStop, integr
         log.exception("analysis of a location failed", extra={"fields": {"location_id": location_id}})
         run.stop(f"unexpected error ({type(exc).__name__})")
     summary.seconds = round(clock() - started, 3)
-    summary.status, summary.error = _run_outcome(run)
+    summary.status, summary.error = run.outcome(
+        redone="calls are analysed again",
+        nothing_done=summary.done == 0 and summary.batches_submitted == 0 and summary.batches_collected == 0)
     log.info("location analysed", extra={"fields": {**summary.to_dict(), "claim_id": run.claim_id}})
     return summary
 
@@ -374,21 +376,3 @@ async def _collect_batch(repository, settings, client, run: _LocationRun, batch_
                                reason=f"batch {batch_id}: no result for the call"))
     await flush()
     run.summary.batches_collected += 1
-
-
-def _run_outcome(run: _LocationRun) -> tuple[str, str | None]:
-    summary = run.summary
-    problems: list[str] = []
-    if run.abort_reason:
-        problems.append(run.abort_reason)
-    if run.write_errors:
-        problems.append(f"{run.write_errors} result(s) could not be recorded; those calls are analysed again once "
-                        "their claim expires")
-    if summary.stopped_by_deadline:
-        problems.append("time budget reached; the next run continues with the calls still due")
-    if not problems:
-        return "success", None
-    nothing_done = summary.done == 0 and summary.batches_submitted == 0 and summary.batches_collected == 0
-    return ("failed" if run.abort_reason and nothing_done else "partial"), "; ".join(problems)
-
-

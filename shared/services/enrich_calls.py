@@ -147,7 +147,9 @@ async def _enrich_location(repository, settings, recordings, uploads, integratio
     stats = getattr(client, "stats", None)
     summary.requests = getattr(stats, "requests", 0)
     summary.seconds = round(clock() - started, 3)
-    summary.status, summary.error = _run_outcome(run)
+    summary.status, summary.error = run.outcome(
+        redone="calls are fetched again",
+        nothing_done=summary.transcripts == 0 and summary.recordings == 0 and summary.done == 0)
     log.info("location enriched", extra={"fields": {**summary.to_dict(), "claim_id": run.claim_id}})
     return summary
 
@@ -299,19 +301,3 @@ async def _write_results(repository, settings, run: _LocationRun, batch: list[_R
     run.summary.lost_claims += len(rows) - written
     if written == len(rows):
         run.summary.done += sum(1 for result in batch if result.complete)
-
-
-def _run_outcome(run: _LocationRun) -> tuple[str, str | None]:
-    summary = run.summary
-    problems: list[str] = []
-    if run.abort_reason:
-        problems.append(run.abort_reason)
-    if run.write_errors:
-        problems.append(f"{run.write_errors} result(s) could not be recorded; those calls are fetched again "
-                        "once their claim expires")
-    if summary.stopped_by_deadline:
-        problems.append("time budget reached; the next run continues with the calls still due")
-    if not problems:
-        return "success", None
-    nothing_done = summary.transcripts == 0 and summary.recordings == 0 and summary.done == 0
-    return ("failed" if run.abort_reason and nothing_done else "partial"), "; ".join(problems)

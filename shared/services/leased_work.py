@@ -95,6 +95,22 @@ class LocationRun:
     def claim_failed(self, exc: errors.BridgeError) -> None:
         self.stop(f"claiming failed: {exc.message}")
 
+    def outcome(self, *, redone: str, nothing_done: bool) -> tuple[str, str | None]:
+        """(status, error) of the run for the location's record: success, partial, or failed when it stopped before
+        doing anything. `redone` ends the sentence "those ... once their claim expires" (e.g. "calls are fetched
+        again")."""
+        problems: list[str] = []
+        if self.abort_reason:
+            problems.append(self.abort_reason)
+        if self.write_errors:
+            problems.append(f"{self.write_errors} result(s) could not be recorded; those {redone} once their claim "
+                            "expires")
+        if self.summary.stopped_by_deadline:
+            problems.append("time budget reached; the next run continues with the calls still due")
+        if not problems:
+            return "success", None
+        return ("failed" if self.abort_reason and nothing_done else "partial"), "; ".join(problems)
+
 
 async def work_leased_rows(run: LocationRun, *, claim: Callable[..., list[dict[str, Any]]],
                            work: Callable[[dict[str, Any], float], Awaitable[R]],

@@ -10,24 +10,12 @@ import uuid
 import pytest
 
 from tests.conftest import unique
-from tests.sync.conftest import insert_integration
 
 TWO_SPEAKERS = ("Agent: Hi, this is Sam from Acme, do you have a minute to talk about your phone system?\n"
                 "Contact: Sure, I have a few minutes, we are actually looking at options for next year.\n"
                 "Agent: Great, what matters most to you in a new system?\n"
                 "Contact: Price and support, mostly. Call me back next week and we can go through it.")
 TEN_WORDS = "Agent: hello there\nContact: not now thanks, maybe later okay"
-
-
-@pytest.fixture
-def location(db):
-    def make(kind: str = "internal", **columns) -> str:
-        location_id = unique("loc_an")
-        insert_integration(db, location_id, integration_type=kind)
-        for name, value in columns.items():
-            db.execute(f"UPDATE ghl_integrations SET {name} = %s WHERE location_id = %s", (value, location_id))
-        return location_id
-    return make
 
 
 def upsert(db, location_id: str, call_id: str | None = None, **fields) -> dict:
