@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.domain import strict_json
 from shared.domain.calls import CANONICAL_DISPOSITIONS
 
 PROMPT_VERSION = "call_analysis_v1"
@@ -157,9 +158,13 @@ def parse_answer(text: str | None, stop_reason: str | None) -> CallAnalysis:
     if not text or not text.strip():
         raise InvalidAnswer(f"the answer had no text (stop_reason {stop_reason})")
     try:
-        data = json.loads(text)
+        # the project's rule for upstream JSON: NaN/Infinity -> null, NUL and lone surrogates dropped (jsonb refuses
+        # them, and a result the database refuses would be re-analysed on every run)
+        data = strict_json.loads_storable(text)
     except json.JSONDecodeError as exc:
         raise InvalidAnswer(f"the answer is not JSON ({exc.msg} at {exc.pos})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidAnswer(f"the answer is not JSON ({type(exc).__name__})") from None
     try:
         return CallAnalysis.model_validate(data)
     except ValidationError as exc:

@@ -193,3 +193,16 @@ def test_the_pacer_gives_a_request_back_rather_than_start_it_after_its_lease():
 
     pacer = asyncio.run(scenario())
     assert pacer.buckets["requests"].level == 0  # nothing reserved
+
+
+def test_hostile_answers_are_made_storable_or_refused():
+    """An answer the database could not hold would fail its write on every run: NUL and lone surrogates are dropped
+    (the project's strict_json rule for upstream JSON), NaN or a huge number is invalid, deep nesting is not JSON."""
+    text = json.dumps({**VALID, "summary": "Booked \u0000a demo.\ud800 Sent the invite."})
+    assert parse_answer(text, "end_turn").summary == "Booked a demo. Sent the invite."
+    for interest in ("NaN", "1e400", "9" * 5000):
+        with pytest.raises(InvalidAnswer):
+            parse_answer(json.dumps(VALID).replace('"interest_level": ' + str(VALID["interest_level"]),
+                                                   f'"interest_level": {interest}'), "end_turn")
+    with pytest.raises(InvalidAnswer):
+        parse_answer("[" * 100_000 + "]" * 100_000, "end_turn")
