@@ -41,6 +41,7 @@ from shared.logs import get_logger
 
 NAME = "process-ghl-import"
 MAX_BODY_BYTES = 16 * 1024
+MAX_LIMIT = 1_000_000
 log = get_logger("process_ghl_import")
 
 
@@ -188,6 +189,8 @@ def _location_job(request, body: dict, settings, started: float, summary: dict, 
         raise errors.BadRequest("location_id must be a non-empty string")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise errors.BadRequest("limit must be a positive integer")
+    if limit is not None and limit > MAX_LIMIT:  # the claim's SQL integer; more than a run can do anyway
+        raise errors.BadRequest(f"limit must be at most {MAX_LIMIT}")
     if location_id:  # one location: its runner holds the job's lease
         location_id = location_id.strip()
         deadline = started + _location_seconds(request, job, settings)

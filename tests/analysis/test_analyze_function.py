@@ -49,6 +49,9 @@ def test_the_function_analyses_a_location(stack, db, standin, location):
 @pytest.mark.parametrize("body, message", [
     ({"action": "analyze", "limit": 0}, "limit"),
     ({"action": "analyze", "limit": True}, "limit"),
+    ({"action": "analyze", "limit": 10 ** 20}, "limit must be at most"),
+    ({"action": "enrich", "limit": 2 ** 31}, "limit must be at most"),
+    ({"action": "analyze", "dispatch": "yes"}, "dispatch"),
     ({"action": "analyze", "location_id": " "}, "location_id"),
     ({"action": "analyze", "again": True}, "unknown field"),
 ])
